@@ -1,0 +1,53 @@
+# Herald: `make run` serves the app, `make test` runs every test (README).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export DJANGO_SETTINGS_MODULE ?= config.settings.dev
+
+.PHONY: run test test-postgres lint bench lock clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.run-installed: requirements.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.lock
+	touch $@
+
+$(VENV)/.dev-installed: requirements-dev.lock | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.lock
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py herald_demo
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	@echo "Herald on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
+	$(BIN)/python -m config.serve -b $(HOST) -p $(PORT)
+
+test: $(VENV)/.dev-installed
+	bash .ci/system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: $(VENV)/.dev-installed
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The benchmark (issue 7, docs/performance.md): its own Redis, database and servers; about
+# 8 minutes on 2 cores. Not part of `make test` or CI. BENCH_ARGS="--rounds 1" for a quick look.
+bench: $(VENV)/.dev-installed
+	bash .ci/system-deps
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# Regenerate the lock files from pyproject.toml (needs uv: `pip install uv`).
+lock:
+	uv pip compile --python-version 3.11 pyproject.toml -o requirements.lock
+	uv pip compile --python-version 3.11 pyproject.toml --extra dev -o requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) staticfiles

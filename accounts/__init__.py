@@ -1,0 +1,1 @@
+"""Users, login sessions, JWT and session authentication, and the Channels auth middleware."""

@@ -1,0 +1,116 @@
+"""Django admin for users (login sessions and open sockets inline) and login sessions."""
+
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponseRedirect
+
+from notifications.admin import send_to_users_url
+from notifications.instrumentation import asocket_census
+
+from . import services
+from .models import LoginSession, User
+
+
+def _census(user: User) -> dict[str, int]:
+    """``{login session id: open sockets}`` of ``user`` on every process, asked once per page
+    (cached on the instance the admin loaded for this request)."""
+    if not hasattr(user, "_herald_census"):
+        user._herald_census = async_to_sync(asocket_census)(user_id=user.pk)  # type: ignore[attr-defined]
+    return user._herald_census  # type: ignore[attr-defined,no-any-return]
+
+
+class LoginSessionInline(admin.TabularInline):
+    """A user's login sessions, read only, with each one's open sockets right now."""
+
+    model = LoginSession
+    extra = 0
+    can_delete = False
+    fields = [
+        "id",
+        "kind",
+        "user_agent",
+        "ip",
+        "created_at",
+        "last_seen_at",
+        "revoked_at",
+        "open_sockets",
+    ]
+    readonly_fields = fields
+    census: dict[str, int] = {}  # set per request by UserAdmin.get_inline_instances
+
+    @admin.display(description="open sockets")
+    def open_sockets(self, session: LoginSession) -> int:
+        return self.census.get(str(session.pk), 0)
+
+
+@admin.register(User)
+class UserAdmin(BaseUserAdmin):
+    """Django's user admin with the user's login sessions and open sockets (a census over the
+    channel layer: every socket of the user, on any process, answers) inline, and an action
+    to send the selected users a notification."""
+
+    inlines = [LoginSessionInline]
+    fieldsets = [*BaseUserAdmin.fieldsets, ("Live", {"fields": ["open_sockets"]})]  # type: ignore[misc]
+    readonly_fields = ["open_sockets"]
+    actions = ["send_notification"]
+
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        inlines = super().get_inline_instances(request, obj)
+        if obj is not None:
+            for inline in inlines:
+                if isinstance(inline, LoginSessionInline):
+                    inline.census = _census(obj)
+        return inlines
+
+    @admin.display(description="open sockets (all processes)")
+    def open_sockets(self, user: User) -> int:
+        return sum(_census(user).values()) if user.pk else 0
+
+    @admin.action(description="Send a notification to the selected users")
+    def send_notification(
+        self, request: HttpRequest, queryset: QuerySet[User]
+    ) -> HttpResponseRedirect:
+        """Opens the "Send notification" form with these users filled in."""
+        return HttpResponseRedirect(
+            send_to_users_url(sorted(queryset.values_list("pk", flat=True)))
+        )
+
+
+@admin.register(LoginSession)
+class LoginSessionAdmin(admin.ModelAdmin):
+    """Login sessions, filterable by kind and state; revoking closes their sockets."""
+
+    actions = ["revoke"]
+
+    list_display = ["id", "user", "kind", "ip", "created_at", "last_seen_at", "revoked_at"]
+    list_filter = ["kind", ("revoked_at", admin.EmptyFieldListFilter), "revoked_reason"]
+    search_fields = ["user__username", "ip", "user_agent"]
+    list_select_related = ["user"]
+    date_hierarchy = "created_at"
+    readonly_fields = [
+        "id",
+        "user",
+        "kind",
+        "user_agent",
+        "ip",
+        "created_at",
+        "last_seen_at",
+        "revoked_at",
+        "revoked_reason",
+        "refresh_jti",
+        "django_session_key",
+    ]
+
+    @admin.action(description="Revoke selected login sessions (their sockets close)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> None:
+        """Revoke each selected session through the same service as logout (CONTRACT §5)."""
+        sessions = list(queryset.filter(revoked_at__isnull=True))
+        services.login_sessions_revoke(sessions=sessions, reason="admin")
+        self.message_user(request, f"Revoked {len(sessions)} login session(s).")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -1,0 +1,39 @@
+"""Signal receivers: every web login (login form, admin) is a login session (CONTRACT §5).
+
+They call services; nothing here touches the channel layer (STYLE rule 3).
+"""
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.dispatch import receiver
+
+from . import services
+from .models import LoginSession
+
+
+def client_ip(request: Any) -> str | None:
+    """The peer address Django saw (``REMOTE_ADDR``); proxies are the deployment's business."""
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@receiver(user_logged_in, dispatch_uid="herald_login_session_create")
+def _on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if request is None or not hasattr(request, "session"):
+        return
+    if request.session.session_key is None:
+        request.session.save()
+    session = services.login_session_create(
+        user=user,
+        kind=LoginSession.Kind.WEB,
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        ip=client_ip(request),
+        django_session_key=request.session.session_key,
+    )
+    request.session[services.WEB_SESSION_KEY] = str(session.pk)
+
+
+@receiver(user_logged_out, dispatch_uid="herald_login_session_revoke")
+def _on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+    if request is not None and hasattr(request, "session"):
+        services.web_logout(django_session=request.session)

@@ -1,0 +1,257 @@
+"""The Channels auth middleware: who is this WebSocket, decided once, during the handshake.
+
+CONTRACT §3.1: the first present credential of, in order, the ``Authorization: Bearer`` header,
+a ``bearer.<jwt>`` subprotocol, ``?ticket=``, ``?token=`` and the Django session cookie decides.
+The result goes into ``scope["herald"]`` (a :class:`WsAuth`) and ``scope["user"]``; nothing is
+stored on the middleware instance (channels ``middleware.py``). A rejected handshake is still
+passed to the consumer, which accepts only to close with ``WsAuth.close_code`` (4401/4403), so a
+browser can tell "sign in again" from a network error. The one exception: a cookie credential
+from an Origin outside ``HERALD_ALLOWED_ORIGINS`` is denied with HTTP 403 before any accept
+(cross-site WebSocket hijacking).
+"""
+
+import hmac
+import logging
+from dataclasses import dataclass, replace
+from datetime import datetime
+from importlib import import_module
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.http import parse_cookie
+
+from . import selectors, services, tokens
+
+logger = logging.getLogger(__name__)
+
+SUBPROTOCOL = "herald.v1"
+CLOSE_UNAVAILABLE = 4503  # CONTRACT §3.3: a dependency is unavailable
+BEARER_SUBPROTOCOL_PREFIX = "bearer."
+TOKEN_METHODS = frozenset(("header", "subprotocol", "query"))
+
+
+@dataclass(frozen=True)
+class WsAuth:
+    """The outcome of the handshake's authentication.
+
+    ``close_code`` is ``None`` when authenticated, else 4401 (unauthenticated) or 4403
+    (inactive user). ``method`` names the credential that decided: ``header``, ``subprotocol``,
+    ``ticket``, ``query``, ``cookie``, or ``None`` when there was none. ``expires_at`` is the
+    access token's expiry for token methods (``hello.expires_at``), else ``None``; ``warn_at``
+    is when ``auth.expiring`` is due; ``close_at`` is when the socket closes with 4401 unless
+    refreshed: the token's expiry, or the Django session's for a cookie (issue 4). A ticket
+    socket lives as long as its login session.
+    """
+
+    user: Any
+    session_id: str | None
+    method: str | None
+    close_code: int | None
+    subprotocol: str | None
+    expires_at: datetime | None = None
+    warn_at: datetime | None = None
+    close_at: datetime | None = None
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return {name.lower(): value for name, value in scope.get("headers", [])}
+
+
+def find_credential(scope: dict[str, Any]) -> tuple[str | None, str]:
+    """Return ``(method, raw credential)`` of the first credential present, or ``(None, "")``."""
+    headers = _headers(scope)
+    if b"authorization" in headers:
+        scheme, _, value = headers[b"authorization"].decode("latin-1").partition(" ")
+        return "header", value.strip() if scheme.lower() == "bearer" else ""
+    for protocol in scope.get("subprotocols") or []:
+        if protocol.startswith(BEARER_SUBPROTOCOL_PREFIX):
+            return "subprotocol", protocol[len(BEARER_SUBPROTOCOL_PREFIX) :]
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    if "ticket" in query:
+        return "ticket", query["ticket"][0]
+    if "token" in query:
+        return "query", query["token"][0]
+    cookie = _cookie(headers, settings.SESSION_COOKIE_NAME)
+    if cookie is not None:
+        return "cookie", cookie
+    return None, ""
+
+
+def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
+    raw = headers.get(b"cookie")
+    if not raw:
+        return None
+    return parse_cookie(raw.decode("latin-1")).get(name)
+
+
+def origin_allowed(scope: dict[str, Any]) -> bool:
+    """Whether the handshake's ``Origin`` may use cookie authentication (CONTRACT §1, §3.1).
+
+    An entry of ``HERALD_ALLOWED_ORIGINS`` with a scheme (``https://chat.example.com``) must match
+    the origin exactly; a bare host (``chat.example.com``) matches it on any scheme and port. The
+    default is ``DJANGO_ALLOWED_HOSTS``, any port. A missing Origin is refused: browsers always
+    send one, so only a non-browser client omits it, and it has no cookie jar to protect.
+    """
+    raw = _headers(scope).get(b"origin")
+    if not raw:
+        return False
+    origin = raw.decode("latin-1").strip().lower()
+    host = urlsplit(origin).hostname or ""
+    entries = settings.HERALD["ALLOWED_ORIGINS"] or settings.ALLOWED_HOSTS
+    for entry in entries:
+        entry = entry.strip().lower()
+        if "://" in entry:
+            if origin == entry.rstrip("/"):
+                return True
+        elif (
+            entry == "*"
+            or host == entry.strip("[]")
+            or (entry.startswith(".") and (host.endswith(entry) or host == entry[1:]))
+        ):
+            return True
+    return False
+
+
+def _cookie_identity(session_key: str) -> tuple[int | None, str | None, datetime | None]:
+    """(user id, login session id, expiry) of a Django session, verified as ``auth.get_user``."""
+    store = import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+    try:
+        user_id = int(store.get(SESSION_KEY))
+    except (TypeError, ValueError):
+        return None, None, None
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None or not hmac.compare_digest(
+        str(store.get(HASH_SESSION_KEY, "")), user.get_session_auth_hash()
+    ):
+        return None, None, None
+    return user_id, store.get(services.WEB_SESSION_KEY), store.get_expiry_date()
+
+
+def identify(method: str | None, raw: str, subprotocol: str | None = None) -> WsAuth:
+    """Check one credential and say who it is (``close_code`` None) or how to close.
+
+    Each check is the one a fresh REST request would get: an ``AccessToken`` (never a refresh
+    token), its login session active (one cache read), the user existing and active. A refused
+    credential gets 4401, an inactive user 4403 (CONTRACT §3.3). Sync: runs in one
+    ``database_sync_to_async`` hop.
+    """
+    refused = WsAuth(AnonymousUser(), None, method, services.CLOSE_UNAUTHENTICATED, subprotocol)
+    expires_at = warn_at = close_at = None
+    user_id: Any
+    if method in TOKEN_METHODS:
+        token = tokens.access_token_from(raw)
+        if token is None:
+            return refused
+        user_id, session_id = token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]), token["sid"]
+        expires_at = close_at = tokens.token_expiry(token)
+        warn_at = tokens.token_warn_at(token)
+    elif method == "ticket":
+        claims = services.ws_ticket_redeem(raw)
+        if claims is None:
+            return refused
+        user_id, session_id = claims["user_id"], claims["sid"]
+    elif method == "cookie":
+        user_id, session_id, close_at = _cookie_identity(raw)
+    else:
+        return refused
+    try:
+        user_id = int(user_id)
+    except (TypeError, ValueError):
+        return refused
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return refused
+    # Before the session check: deactivation also revokes the user's sessions, and a client
+    # reconnecting with a still-unexpired token must hear 4403 (stop), not 4401 (CONTRACT §5).
+    if not user.is_active:
+        return replace(refused, close_code=services.CLOSE_FORBIDDEN)
+    if session_id is None or selectors.login_session_user_id(session_id) != user_id:
+        return refused
+    services.login_session_touch(session_id=session_id)
+    return WsAuth(user, str(session_id), method, None, subprotocol, expires_at, warn_at, close_at)
+
+
+async def authenticate(scope: dict[str, Any]) -> WsAuth | None:
+    """Decide the handshake's identity; ``None`` means deny with HTTP 403 (foreign Origin)."""
+    offered = scope.get("subprotocols") or []
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
+    method, raw = find_credential(scope)
+    if method == "cookie" and not origin_allowed(scope):
+        return None
+    return await database_sync_to_async(identify)(method, raw, subprotocol)
+
+
+@dataclass(frozen=True)
+class RefreshOutcome:
+    """What ``auth.refresh`` leads to: new expiry times, or an ``error`` code and/or a close."""
+
+    expires_at: datetime | None = None
+    warn_at: datetime | None = None
+    error: str | None = None
+    detail: str = ""
+    close_code: int | None = None
+
+
+def check_refresh(raw: str, *, user_id: int, session_id: str) -> RefreshOutcome:
+    """Check the token of an ``auth.refresh`` frame against the socket's user and session.
+
+    CONTRACT §3.2: a valid access token of the same user and login session extends the socket;
+    another user's token closes it with 4403; a revoked session closes it with 4401. An invalid
+    or expired token, or one of the user's other sessions, is an ``error`` and the socket keeps
+    its current expiry. Sync (one cache read, one user query).
+    """
+    token = tokens.access_token_from(raw)
+    if token is None:
+        return RefreshOutcome(error="invalid_message", detail="token: not a valid access token.")
+    try:
+        token_user = int(token.get(settings.SIMPLE_JWT["USER_ID_CLAIM"]))
+    except (TypeError, ValueError):
+        return RefreshOutcome(error="invalid_message", detail="token: not a valid access token.")
+    if token_user != user_id:
+        return RefreshOutcome(
+            error="forbidden",
+            detail="token: another user's token.",
+            close_code=services.CLOSE_FORBIDDEN,
+        )
+    if str(token["sid"]) != session_id:
+        return RefreshOutcome(error="forbidden", detail="token: another login session's token.")
+    if selectors.login_session_user_id(session_id) != user_id:
+        return RefreshOutcome(close_code=services.CLOSE_UNAUTHENTICATED)
+    if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
+        return RefreshOutcome(close_code=services.CLOSE_FORBIDDEN)
+    return RefreshOutcome(tokens.token_expiry(token), tokens.token_warn_at(token))
+
+
+class HeraldAuthMiddleware:
+    """ASGI middleware for the ``websocket`` scope: runs :func:`authenticate` once."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+        try:
+            auth = await authenticate(scope)
+        except Exception:
+            # A dependency failed (database down): accept only to close with 4503, so the
+            # client reconnects with backoff, instead of daphne answering HTTP 500.
+            logger.warning("handshake closed with 4503: authentication failed", exc_info=True)
+            offered = scope.get("subprotocols") or []
+            auth = WsAuth(
+                AnonymousUser(),
+                None,
+                None,
+                CLOSE_UNAVAILABLE,
+                SUBPROTOCOL if SUBPROTOCOL in offered else None,
+            )
+        if auth is None:
+            message = await receive()
+            if message["type"] == "websocket.connect":
+                await send({"type": "websocket.close"})  # before accept: HTTP 403
+            return None
+        return await self.app(dict(scope, user=auth.user, herald=auth), receive, send)

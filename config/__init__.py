@@ -1,0 +1,1 @@
+"""Herald's project package: settings, URL and WebSocket routing, the ASGI entry point."""

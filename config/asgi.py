@@ -1,0 +1,24 @@
+"""The ASGI entry point: ``daphne config.asgi:application`` (CONTRACT §1.1).
+
+HTTP goes to Django; ``websocket`` goes through ``HeraldAuthMiddleware`` to the consumer.
+Production settings unless ``DJANGO_SETTINGS_MODULE`` says otherwise.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from accounts.ws_auth import HeraldAuthMiddleware  # noqa: E402
+from notifications.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": django_asgi_app,
+        "websocket": HeraldAuthMiddleware(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -1,0 +1,75 @@
+"""Start daphne with Herald's heartbeat and a redacting access log: ``python -m config.serve``.
+
+daphne's heartbeat is a command-line option, not a setting (DEVELOPERS.md), so this wrapper turns
+``HERALD_WS_HEARTBEAT`` (CONTRACT §1, default 25 s) into ``--ping-interval N --ping-timeout 2N``
+(a peer missing two pings is dropped), and replaces daphne's access log with one that never
+writes a ``?token=`` or ``?ticket=`` value. On SIGTERM or SIGINT every open WebSocket gets a
+close frame with 1001 ("going away", CONTRACT §3.3) before daphne stops; plain daphne drops
+them without one (clients see 1006). Other arguments pass through to daphne, e.g.
+``python -m config.serve -b 0.0.0.0 -p 8000``; the application defaults to
+``config.asgi:application``.
+"""
+
+import contextlib
+import os
+import sys
+
+import daphne.cli
+from daphne.access import AccessLogGenerator
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+
+from config.logging import redact
+
+
+class RedactingAccessLog(AccessLogGenerator):
+    """daphne's NCSA-style access log with credentials in paths replaced by ``[redacted]``."""
+
+    def write_entry(self, host, date, request, status=None, length=None, ident=None, user=None):  # type: ignore[no-untyped-def]
+        super().write_entry(host, date, redact(request), status, length, ident, user)
+
+
+SHUTDOWN_GRACE = 1.0  # s between the 1001 close frames and the reactor stopping
+
+
+class GracefulServer(Server):
+    """daphne's server, closing every WebSocket with 1001 when the process is told to stop."""
+
+    def run(self) -> None:
+        from twisted.internet import reactor
+
+        reactor.addSystemEventTrigger("before", "shutdown", self.close_websockets)
+        super().run()
+
+    def close_websockets(self) -> object:
+        """Send 1001 to every open socket; the shutdown waits ``SHUTDOWN_GRACE`` s for them to go
+        out (a Deferred returned from a "before" trigger delays the stop, Twisted docs)."""
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        sockets = [p for p in list(self.connections) if isinstance(p, WebSocketProtocol)]
+        for protocol in sockets:
+            with contextlib.suppress(Exception):  # one already closing must not stop the rest
+                # sendCloseFrame, not sendClose: autobahn refuses 1001 from application code
+                protocol.sendCloseFrame(code=1001, isReply=False)
+        return deferLater(reactor, SHUTDOWN_GRACE if sockets else 0, lambda: None)
+
+
+def daphne_argv(args: list[str]) -> list[str]:
+    """daphne's arguments: heartbeat options from the environment, then ``args``."""
+    heartbeat = int(os.environ.get("HERALD_WS_HEARTBEAT", "25"))
+    argv = ["--ping-interval", str(heartbeat), "--ping-timeout", str(2 * heartbeat), *args]
+    if not any(":" in a and not a.startswith("-") for a in args):
+        argv.append("config.asgi:application")
+    return argv
+
+
+def main() -> None:
+    """Run daphne in this process with :func:`daphne_argv`."""
+    daphne.cli.AccessLogGenerator = RedactingAccessLog  # type: ignore[misc]
+    daphne.cli.CommandLineInterface.server_class = GracefulServer
+    daphne.cli.CommandLineInterface().run(daphne_argv(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+"""HTTP routes: the web pages, ``/api/`` (CONTRACT §2), admin, health checks and metrics."""
+
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import errors, health, metrics
+
+urlpatterns = [
+    path("", include("accounts.urls")),
+    path("api/", include("accounts.api_urls")),
+    path("api/", include("notifications.urls")),
+    # Public (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]): the schema and its Swagger UI, whose
+    # JavaScript and CSS come from drf-spectacular-sidecar's static files, not a CDN.
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    re_path(r"^api/", errors.not_found),  # JSON 404 under /api/, in DEBUG too
+    path("admin/", admin.site.urls),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics_view, name="metrics"),
+]
+
+handler400 = "config.errors.bad_request"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

@@ -1,0 +1,1 @@
+"""Notifications, the WebSocket consumer, the publisher and the REST API for them."""

@@ -1,0 +1,221 @@
+"""Django admin for notifications (and a form to send one), rooms with their memberships and
+messages."""
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from . import services
+from .models import Membership, Message, Notification, Room
+from .serializers import MAX_DATA_BYTES, MAX_RECIPIENTS
+
+SEND_PERMISSION = "notifications.send_notification"
+
+
+class SendNotificationForm(forms.Form):
+    """Who gets it (users by id, a group, or everyone active) and what it says."""
+
+    users = forms.CharField(
+        required=False,
+        help_text="User ids, separated by commas or spaces (the users action fills this in).",
+    )
+    group = forms.ModelChoiceField(Group.objects.order_by("name"), required=False)
+    everyone = forms.BooleanField(required=False, help_text="Every active user.")
+    title = forms.CharField(max_length=200)
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    data = forms.JSONField(
+        required=False, initial=dict, help_text="A JSON object delivered with it (optional)."
+    )
+
+    def clean_users(self) -> list[int]:
+        raw = self.cleaned_data["users"].replace(",", " ").split()
+        try:
+            return sorted({int(pk) for pk in raw})
+        except ValueError as error:
+            raise forms.ValidationError("Give user ids (numbers).", code="invalid") from error
+
+    def clean_data(self) -> dict[str, Any]:
+        value = self.cleaned_data["data"] or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError("data must be a JSON object.", code="invalid")
+        if len(json.dumps(value)) > MAX_DATA_BYTES:
+            raise forms.ValidationError(f"data must encode to at most {MAX_DATA_BYTES} bytes.")
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        chosen = [
+            bool(data.get("users")),
+            data.get("group") is not None,
+            bool(data.get("everyone")),
+        ]
+        if sum(chosen) != 1:
+            raise forms.ValidationError("Choose exactly one of: users, a group, everyone.")
+        return data
+
+    def recipient_ids(self) -> list[int]:
+        """Active users of the chosen audience, ascending."""
+        users = get_user_model().objects.filter(is_active=True)
+        if self.cleaned_data.get("users"):
+            users = users.filter(pk__in=self.cleaned_data["users"])
+        elif self.cleaned_data.get("group") is not None:
+            users = users.filter(groups=self.cleaned_data["group"])
+        return list(users.order_by("pk").values_list("pk", flat=True))
+
+
+def send_to_users_url(user_ids: list[int]) -> str:
+    """The send form's URL with ``users`` filled in (the users admin's action redirects here)."""
+    base = reverse("admin:notifications_notification_send")
+    return f"{base}?users={','.join(str(pk) for pk in user_ids)}"
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """Notifications, searchable by recipient and title; "Send notification" stores and pushes
+    through ``services.notification_create``, the service behind ``POST /api/notifications/``.
+
+    Adding one through the model form is off: it would bypass the per-user ``seq`` and the push.
+    """
+
+    list_display = ["id", "recipient", "seq", "title", "created_at", "read_at", "sender"]
+    list_filter = [("read_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["title", "recipient__username", "sender__username", "idempotency_key"]
+    raw_id_fields = ["recipient", "sender"]
+    readonly_fields = ["seq", "created_at"]
+    list_select_related = ["recipient", "sender"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def get_urls(self) -> list[Any]:
+        send = path(
+            "send/",
+            self.admin_site.admin_view(self.send_view),
+            name="notifications_notification_send",
+        )
+        return [send, *super().get_urls()]
+
+    def send_view(self, request: HttpRequest) -> HttpResponse:
+        """The form: on a valid POST, one ``notification_create`` per 10 000 recipients."""
+        if not request.user.has_perm(SEND_PERMISSION):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = SendNotificationForm(request.POST)
+            if form.is_valid():
+                ids = form.recipient_ids()
+                if not ids:
+                    form.add_error(None, "No active user matches.")
+                else:
+                    stored = 0
+                    for start in range(0, len(ids), MAX_RECIPIENTS):
+                        batch = services.notification_create(
+                            recipient_ids=ids[start : start + MAX_RECIPIENTS],
+                            title=form.cleaned_data["title"],
+                            body=form.cleaned_data["body"],
+                            data=form.cleaned_data["data"],
+                            sender_id=request.user.pk,
+                        )
+                        stored += batch.count
+                    self.message_user(request, f"Sent to {stored} user(s).", level=messages.SUCCESS)
+                    return HttpResponseRedirect(
+                        reverse("admin:notifications_notification_changelist")
+                    )
+        else:
+            form = SendNotificationForm(initial={"users": request.GET.get("users", "")})
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": "Send a notification",
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/notifications/notification/send.html", context)
+
+
+class MembershipInline(admin.TabularInline):
+    """A room's members, editable on the room's page."""
+
+    model = Membership
+    extra = 0
+    raw_id_fields = ["user", "last_read_message"]
+    readonly_fields = ["joined_at"]
+
+
+@admin.register(Room)
+class RoomAdmin(admin.ModelAdmin):
+    """Rooms, searchable by name and member; direct rooms show their pair key.
+
+    Removing a membership or deleting a room here goes through the services, so the removed
+    members' open sockets leave the room at once, as with the API (CONTRACT §2).
+    """
+
+    list_display = ["id", "name", "kind", "created_by", "created_at", "member_count", "messages"]
+    list_filter = ["kind", "created_at"]
+    search_fields = ["name", "memberships__user__username"]
+    raw_id_fields = ["created_by"]
+    readonly_fields = ["direct_key", "created_at", "messages"]
+    inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("created_by")
+            .annotate(
+                member_total=Count("memberships", distinct=True),
+                message_total=Count("messages", distinct=True),
+            )
+        )
+
+    @admin.display(description="members", ordering="member_total")
+    def member_count(self, room: Room) -> int:
+        return getattr(room, "member_total", 0)
+
+    @admin.display(description="messages", ordering="message_total")
+    def messages(self, room: Room) -> str:
+        if room.pk is None:
+            return "-"
+        url = reverse("admin:notifications_message_changelist") + f"?room__id__exact={room.pk}"
+        return format_html('<a href="{}">{} message(s)</a>', url, getattr(room, "message_total", 0))
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        instances = formset.save(commit=False)
+        services.memberships_delete(memberships=list(formset.deleted_objects))
+        for membership in instances:
+            membership.save()
+        formset.save_m2m()
+
+    def delete_model(self, request: HttpRequest, obj: Room) -> None:
+        services.rooms_delete(rooms=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Room]) -> None:
+        services.rooms_delete(rooms=list(queryset))
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    """Messages, searchable by body, author and room name."""
+
+    list_display = ["id", "room", "author", "created_at", "short_body"]
+    list_filter = ["created_at", "room__kind"]
+    search_fields = ["body", "author__username", "room__name"]
+    raw_id_fields = ["room", "author"]
+    readonly_fields = ["created_at"]
+    list_select_related = ["room", "author"]
+
+    @admin.display(description="body")
+    def short_body(self, message: Message) -> str:
+        return message.body if len(message.body) <= 80 else message.body[:79] + "…"

@@ -1,0 +1,123 @@
+"""Presence backends (notifications/presence.py): users not sockets, expiry, sweeps.
+
+The Redis backend runs against a private ``redis-server`` on a free port, as two instances
+(two "processes") sharing it; the in-memory backend must behave the same within one process.
+"""
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from notifications.presence import Entry, MemoryBackend, RedisBackend
+
+ROOM = 7
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed (.ci/system-deps installs it)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp_path_factory.mktemp("redis"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", port), 1) as s,
+            ):
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    break
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backends(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Any]]:
+    """Two backends as two processes see them (the same one for memory: one process)."""
+    if request.param == "memory":
+        backend = MemoryBackend()
+        yield backend, backend
+        return
+    url = request.getfixturevalue("redis_url")
+    prefix = f"t{time.monotonic_ns()}"  # a fresh key space per test
+    first, second = RedisBackend(url, prefix), RedisBackend(url, prefix)
+    yield first, second
+    await first.close()
+    await second.close()
+
+
+async def test_a_user_is_online_while_any_socket_is(backends):
+    p1, p2 = backends
+    tabs = [Entry(ROOM, 1, f"tab{i}") for i in range(3)]
+    assert await p1.join(tabs[0], 30) == (True, [1])
+    assert await p2.join(tabs[1], 30) == (False, [1])
+    assert await p1.join(tabs[2], 30) == (False, [1])
+    assert await p2.join(Entry(ROOM, 2, "other"), 30) == (True, [1, 2])
+
+    assert await p1.leave(tabs[0]) is False
+    assert await p2.leave(tabs[1]) is False
+    assert await p1.online(ROOM) == [1, 2]
+    assert await p1.leave(tabs[2]) is True
+    assert await p2.online(ROOM) == [2]
+    assert await p2.leave(tabs[2]) is False  # leaving twice announces nothing twice
+
+
+async def test_unrefreshed_entries_expire_and_are_swept_once(backends):
+    p1, p2 = backends
+    await p1.join(Entry(ROOM, 1, "killed"), 0.3)  # its process dies: never refreshed
+    await p2.join(Entry(ROOM, 2, "alive"), 30)
+    await asyncio.sleep(0.5)
+    assert await p2.online(ROOM) == [2]
+    assert await p2.sweep([ROOM, ROOM + 1]) == [(ROOM, 1)]
+    assert await p1.sweep([ROOM]) == []
+
+
+async def test_a_refreshed_entry_outlives_its_ttl(backends):
+    p1, p2 = backends
+    entry = Entry(ROOM, 1, "tab")
+    await p1.join(entry, 0.4)
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        assert await p1.refresh([entry], 0.4) == [True]
+    assert await p2.sweep([ROOM]) == []
+    assert await p2.online(ROOM) == [1]
+
+
+async def test_one_expired_tab_does_not_take_the_user_offline(backends):
+    p1, p2 = backends
+    await p1.join(Entry(ROOM, 1, "killed"), 0.3)
+    await p2.join(Entry(ROOM, 1, "alive"), 30)
+    await asyncio.sleep(0.5)
+    assert await p2.sweep([ROOM]) == []
+    assert await p1.online(ROOM) == [1]
+
+
+async def test_a_swept_entry_is_not_revived_by_refresh_but_joins_again(backends):
+    p1, p2 = backends
+    entry = Entry(ROOM, 1, "stalled")
+    await p1.join(entry, 0.2)
+    await asyncio.sleep(0.4)
+    assert await p2.sweep([ROOM]) == [(ROOM, 1)]
+    assert await p1.refresh([entry], 30) == [False]
+    assert await p1.join(entry, 30) == (True, [1])  # announced again: left, then joined

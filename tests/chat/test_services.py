@@ -1,0 +1,168 @@
+"""Chat services (STYLE: sync, asserting what is published after commit)."""
+
+import json
+import uuid
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from notifications import groups, services
+from notifications.models import Membership, Message, Room
+
+pytestmark = pytest.mark.django_db
+
+
+def frames(events: list[dict]) -> list[dict]:
+    return [json.loads(event["text"]) for event in events]
+
+
+class TestMessageSend:
+    def test_stored_then_published_to_the_room_after_commit(
+        self, make_room, listen, alice, bob, django_capture_on_commit_callbacks
+    ):
+        room = make_room(alice, bob)
+        subscribers = listen(groups.room_group(room.pk))
+        with django_capture_on_commit_callbacks() as callbacks:
+            message = services.room_message_send(room_id=room.pk, author_id=bob.pk, body=" hi ")
+            assert subscribers.events() == []  # nothing before commit
+        for callback in callbacks:
+            callback()
+        [event] = subscribers.events()
+        assert (event["type"], event["room"], event["id"]) == ("room.message", room.pk, message.pk)
+        assert json.loads(event["text"]) == {
+            "type": "message",
+            "room": room.pk,
+            "message": {
+                "id": message.pk,
+                "room": room.pk,
+                "author": {"id": bob.pk, "username": "bob"},
+                "body": "hi",
+                "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+                "client_id": str(message.client_id),
+            },
+        }
+
+    def test_same_client_id_stores_and_publishes_once(
+        self, make_room, listen, alice, django_capture_on_commit_callbacks
+    ):
+        room = make_room(alice)
+        subscribers = listen(groups.room_group(room.pk))
+        client_id = uuid.uuid4()
+        with django_capture_on_commit_callbacks(execute=True):
+            first = services.room_message_send(
+                room_id=room.pk, author_id=alice.pk, body="a", client_id=client_id
+            )
+            again = services.room_message_send(
+                room_id=room.pk, author_id=alice.pk, body="b", client_id=client_id
+            )
+        assert again.pk == first.pk
+        assert again.body == "a"
+        assert Message.objects.count() == 1
+        assert len(subscribers.events()) == 1
+
+    @pytest.mark.parametrize("room_id", [0, 10**6, 2**63 - 1, 2**64])
+    def test_non_member_or_missing_room(self, make_room, alice, carol, room_id):
+        make_room(alice)
+        with pytest.raises(services.RoomNotFound):
+            services.room_message_send(room_id=room_id, author_id=alice.pk, body="hi")
+
+    def test_non_member(self, make_room, alice, carol):
+        room = make_room(alice)
+        with pytest.raises(services.RoomNotFound):
+            services.room_message_send(room_id=room.pk, author_id=carol.pk, body="hi")
+        assert Message.objects.count() == 0
+
+    @pytest.mark.parametrize("body", ["", "  \n ", "x" * 4001])
+    def test_body_rules(self, make_room, alice, body):
+        room = make_room(alice)
+        with pytest.raises(services.ChatError) as refused:
+            services.room_message_send(room_id=room.pk, author_id=alice.pk, body=body)
+        assert refused.value.code == "invalid_message"
+
+
+class TestReadPosition:
+    def test_moves_forward_only_and_publishes_each_move(
+        self, make_room, listen, alice, bob, django_capture_on_commit_callbacks
+    ):
+        room = make_room(alice, bob)
+        ids = [
+            services.room_message_send(room_id=room.pk, author_id=bob.pk, body=str(i)).pk
+            for i in range(3)
+        ]
+        subscribers = listen(groups.room_group(room.pk))
+        with django_capture_on_commit_callbacks(execute=True):
+            assert (
+                services.room_read(room_id=room.pk, user_id=alice.pk, message_id=ids[1]) == ids[1]
+            )
+            assert (
+                services.room_read(room_id=room.pk, user_id=alice.pk, message_id=ids[0]) == ids[1]
+            )
+            assert (
+                services.room_read(room_id=room.pk, user_id=alice.pk, message_id=ids[1]) == ids[1]
+            )
+        assert frames(subscribers.events()) == [
+            {
+                "type": "room.read",
+                "room": room.pk,
+                "user": {"id": alice.pk, "username": "alice"},
+                "message_id": ids[1],
+            }
+        ]
+        assert Membership.objects.get(room=room, user=alice).last_read_message_id == ids[1]
+
+    def test_message_of_another_room(self, make_room, alice):
+        room, other = make_room(alice), make_room(alice, name="other")
+        elsewhere = services.room_message_send(room_id=other.pk, author_id=alice.pk, body="x")
+        with pytest.raises(services.ChatNotFound):
+            services.room_read(room_id=room.pk, user_id=alice.pk, message_id=elsewhere.pk)
+
+
+class TestMembership:
+    def test_removal_tells_the_removed_users_sockets(
+        self, make_room, listen, alice, bob, django_capture_on_commit_callbacks
+    ):
+        room = make_room(alice, bob)
+        bobs_sockets = listen(groups.user_group(bob.pk))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.room_member_remove(
+                room_id=room.pk, actor_id=alice.pk, actor_is_staff=False, user_id=bob.pk
+            )
+        assert bobs_sockets.events() == [{"type": "room.removed", "room": room.pk}]
+
+    def test_admin_deletions_tell_the_sockets_too(
+        self, make_room, listen, alice, bob, carol, django_capture_on_commit_callbacks
+    ):
+        room = make_room(alice, bob, carol)
+        bobs, carols = listen(groups.user_group(bob.pk)), listen(groups.user_group(carol.pk))
+        with django_capture_on_commit_callbacks(execute=True):
+            services.memberships_delete(memberships=[room.memberships.get(user=bob)])
+        assert bobs.events() == [{"type": "room.removed", "room": room.pk}]
+        room_id = room.pk
+        with django_capture_on_commit_callbacks(execute=True):
+            services.rooms_delete(rooms=[room])
+        assert carols.events() == [{"type": "room.removed", "room": room_id}]
+        assert not Room.objects.exists()
+
+    def test_direct_room_with_oneself_is_refused(self, alice):
+        with pytest.raises(services.ChatError):
+            services.room_direct_get_or_create(user_id=alice.pk, other_id=alice.pk)
+
+    def test_direct_room_is_found_from_either_side(self, alice, bob):
+        room, created = services.room_direct_get_or_create(user_id=alice.pk, other_id=bob.pk)
+        same, again = services.room_direct_get_or_create(user_id=bob.pk, other_id=alice.pk)
+        assert (created, again, same.pk) == (True, False, room.pk)
+
+
+def test_admin_pages(client, make_room, alice, bob):
+    admin = get_user_model().objects.create_superuser("root", password="pw-root-Long-1")
+    client.force_login(admin)
+    room = make_room(alice, bob)
+    services.room_message_send(room_id=room.pk, author_id=bob.pk, body="hello")
+    for path in (
+        "/admin/notifications/room/",
+        "/admin/notifications/room/?q=bob",
+        f"/admin/notifications/room/{room.pk}/change/",
+        "/admin/notifications/message/",
+        "/admin/notifications/message/?q=hello",
+    ):
+        assert client.get(path).status_code == 200, path
