@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: run test test-postgres lint bench lock clean
+.PHONY: run test test-postgres lint audit bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,16 +27,22 @@ run: $(VENV)/.run-installed
 	@echo "Herald on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
 	$(BIN)/python -m config.serve -b $(HOST) -p $(PORT)
 
+# Tests always use config.settings.test, whatever DJANGO_SETTINGS_MODULE the shell exports.
 test: $(VENV)/.dev-installed
 	bash .ci/system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: $(VENV)/.dev-installed
-	DATABASE_URL=postgres://postgres@127.0.0.1:5432/test $(BIN)/python -m pytest $(PYTEST_ARGS)
+	DJANGO_SETTINGS_MODULE=config.settings.test DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
+		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# Known-vulnerable pinned dependencies (pip-audit; .ci/audit says what is ignored and why).
+audit: $(VENV)/.dev-installed
+	bash .ci/audit
 
 # The benchmark (issue 7, docs/performance.md): its own Redis, database and servers; about
 # 8 minutes on 2 cores. Not part of `make test` or CI. BENCH_ARGS="--rounds 1" for a quick look.
