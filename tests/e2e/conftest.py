@@ -170,7 +170,7 @@ class Site:
             time.sleep(0.1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def site() -> Iterator[Site]:
     """Redis, a migrated private database, users, daphne ``web`` and ``api``."""
     with contextlib.ExitStack() as stack:
@@ -192,9 +192,11 @@ def site() -> Iterator[Site]:
         yield Site(web, api, users, env, stack)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in the main thread while it
+# is started, and later tests that call asyncio.run() (tests/hardening) would fail beside it.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session; each user gets their own context (cookies)."""
+    """One headless Chromium for the e2e tests; each user gets their own context (cookies)."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing (bash .ci/system-deps installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
