@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -398,7 +399,8 @@ def _create_database(tmp: Path, stack: contextlib.ExitStack) -> str:
     import psycopg
     from psycopg import sql
 
-    name = f"herald_xproc_{os.getpid()}"
+    # Unique per rig: the cross-process, e2e and hardening rigs of one session live at once.
+    name = f"herald_xproc_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     last_error: Exception | None = None
     for maintenance in ("/postgres", parts.path):
         admin = urlunsplit(("postgresql", parts.netloc, maintenance, parts.query, ""))
