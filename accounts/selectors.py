@@ -46,14 +46,24 @@ def login_session_user_id(session_id: UUID | str) -> int | None:
     else:
         reachable = True
     if state is None:
-        row = (
-            LoginSession.objects.filter(pk=session_id).values_list("user_id", "revoked_at").first()
-        )
+        try:  # get(), not first(): no ORDER BY to compile (a handshake's hot path)
+            row = LoginSession.objects.values_list("user_id", "revoked_at").get(pk=session_id)
+        except LoginSession.DoesNotExist:
+            row = None
         state = REVOKED if row is None or row[1] is not None else str(row[0])
         if reachable:
             with contextlib.suppress(Exception):  # the answer stands; the next read retries
                 cache.set(key, state, _TTL)
     return None if state == REVOKED else int(state)
+
+
+def login_session_remember(session: LoginSession) -> None:
+    """Cache a new, active login session's state; a cache error is logged and ignored (the
+    next read falls back to the database)."""
+    try:
+        cache.set(session_cache_key(session.pk), str(session.user_id), _TTL)
+    except Exception as error:
+        logger.warning("login session cache write failed: %s", type(error).__name__)
 
 
 USER_SEARCH_LIMIT = 20

@@ -45,14 +45,20 @@ def login_session_create(
     ip: str | None = None,
     django_session_key: str = "",
 ) -> LoginSession:
-    """Store a new login session for ``user`` (``kind`` is ``"web"`` or ``"api"``)."""
-    return LoginSession.objects.create(
+    """Store a new login session for ``user`` (``kind`` is ``"web"`` or ``"api"``).
+
+    Its state is cached once the row commits, so the login's first request or WebSocket
+    handshake finds it without a query (``selectors.login_session_user_id``).
+    """
+    session = LoginSession.objects.create(
         user=user,
         kind=kind,
         user_agent=user_agent[:400],
         ip=ip or None,
         django_session_key=django_session_key,
     )
+    transaction.on_commit(lambda: selectors.login_session_remember(session), robust=True)
+    return session
 
 
 def token_pair_issue(*, session: LoginSession) -> dict[str, str]:

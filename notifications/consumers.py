@@ -201,7 +201,7 @@ class HeraldConsumer(InstrumentedConsumer, AsyncWebsocketConsumer):
         self.touched_at = time.monotonic()
         try:
             for group in (groups.user_group(self.user.pk), groups.session_group(auth.session_id)):
-                await resilience.bounded(self.channel_layer.group_add(group, self.channel_name))
+                await resilience.group_add(self.channel_layer, group, self.channel_name)
                 self.groups.append(group)
         except resilience.LayerUnavailable as error:
             logger.warning("handshake closed with 4503: channel layer unavailable: %s", error)
@@ -228,7 +228,7 @@ class HeraldConsumer(InstrumentedConsumer, AsyncWebsocketConsumer):
         self.socket_closed(message.get("code"))  # metrics and log (InstrumentedConsumer)
         for group in self.groups:
             with contextlib.suppress(resilience.LayerUnavailable):
-                await resilience.bounded(self.channel_layer.group_discard(group, self.channel_name))
+                await resilience.group_discard(self.channel_layer, group, self.channel_name)
         await self.disconnect(message["code"])
         raise StopConsumer()
 
@@ -463,15 +463,17 @@ class HeraldConsumer(InstrumentedConsumer, AsyncWebsocketConsumer):
 
     async def _join_room(self, room: int) -> None:
         group = groups.room_group(room)
-        await resilience.bounded(self.channel_layer.group_add(group, self.channel_name))
-        if group not in self.groups:
+        if group not in self.groups:  # first: a failed add is still discarded on disconnect
             self.groups.append(group)
+        await resilience.group_add(
+            self.channel_layer, group, self.channel_name, resilience.JOIN_TIMEOUT
+        )
         self.rooms.add(room)
 
     async def _leave_room(self, room: int) -> None:
         group = groups.room_group(room)
         with contextlib.suppress(resilience.LayerUnavailable):
-            await resilience.bounded(self.channel_layer.group_discard(group, self.channel_name))
+            await resilience.group_discard(self.channel_layer, group, self.channel_name)
         if group in self.groups:
             self.groups.remove(group)
         self.rooms.discard(room)

@@ -1,0 +1,95 @@
+"""Where Herald goes past channels-redis's API: pipelined publishes and lock-free group joins.
+
+Against the real pub/sub layer and a private ``redis-server`` (``tests/conftest.py``). What a
+user would notice if these were wrong: a notification that reaches some recipients and not
+others, or a socket that acked ``subscribe`` and then hears nothing.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from channels_redis.pubsub import RedisPubSubChannelLayer
+
+from notifications import publisher, resilience
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+async def layer(redis_url: str) -> AsyncIterator[RedisPubSubChannelLayer]:
+    layer = RedisPubSubChannelLayer(hosts=[{"address": redis_url}], prefix="layer-test")
+    yield layer
+    await layer.flush()
+
+
+async def _next(layer: RedisPubSubChannelLayer, channel: str) -> dict:
+    return await asyncio.wait_for(layer.receive(channel), 5)
+
+
+async def test_a_pipelined_fan_out_reaches_every_group_once(layer: RedisPubSubChannelLayer):
+    # More events than one pipeline holds, one group each, as a 1200-recipient notification.
+    count = publisher._PIPELINE * 2 + 200
+    channels = [await layer.new_channel() for _ in range(count)]
+    for index, channel in enumerate(channels):
+        await layer.group_add(f"user.{index}", channel)
+
+    events = [(f"user.{i}", {"type": "notification.created", "seq": i}) for i in range(count)]
+    failures = await publisher._pipelined(layer, events)
+
+    assert failures == 0
+    received = await asyncio.gather(*(_next(layer, channel) for channel in channels))
+    assert [message["seq"] for message in received] == list(range(count))
+    assert all(message["type"] == "notification.created" for message in received)
+    # Exactly once: nothing more is queued for any socket.
+    assert all(layer._get_layer().channels[channel].empty() for channel in channels)
+
+
+async def test_a_burst_of_joins_to_one_group_all_receive(layer: RedisPubSubChannelLayer):
+    channels = [await layer.new_channel() for _ in range(300)]
+
+    await asyncio.gather(*(resilience.group_add(layer, "room.1", c) for c in channels))
+    await layer.group_send("room.1", {"type": "room.message", "id": 1})
+
+    received = await asyncio.gather(*(_next(layer, channel) for channel in channels))
+    assert {message["id"] for message in received} == {1}
+
+
+async def test_a_join_never_completes_while_the_process_is_unsubscribed(
+    layer: RedisPubSubChannelLayer,
+):
+    leaving, first, second = [await layer.new_channel() for _ in range(3)]
+    await resilience.group_add(layer, "room.2", leaving)
+    loop_layer = layer._get_layer()
+    name = loop_layer._get_group_channel_name("room.2")
+    shard = loop_layer._get_shard(name)
+
+    # Hold the layer's lock so that the window is wide open: the last local member leaves (its
+    # UNSUBSCRIBE queued), then one socket joins (its SUBSCRIBE queued), then another.
+    await shard._lock.acquire()
+    discard = asyncio.ensure_future(resilience.group_discard(layer, "room.2", leaving))
+    await asyncio.sleep(0)
+    join_first = asyncio.ensure_future(resilience.group_add(layer, "room.2", first))
+    await asyncio.sleep(0)
+    join_second = asyncio.ensure_future(resilience.group_add(layer, "room.2", second))
+    await asyncio.sleep(0)
+    shard._lock.release()
+
+    await discard  # UNSUBSCRIBE sent: until the SUBSCRIBE, nothing reaches this process
+    assert name not in shard._subscribed_to
+    assert not join_second.done(), "a join returned while nothing could reach it"
+    await asyncio.gather(join_first, join_second)
+    assert name in shard._subscribed_to
+
+    await layer.group_send("room.2", {"type": "room.message", "id": 7})
+    assert (await _next(layer, first))["id"] == 7
+    assert (await _next(layer, second))["id"] == 7
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(layer.receive(leaving), 0.3)
+
+
+async def test_a_publish_with_redis_unreachable_counts_every_event_as_failed():
+    layer = RedisPubSubChannelLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}])
+    events = [(f"user.{i}", {"type": "notification.created"}) for i in range(3)]
+
+    assert await publisher._pipelined(layer, events) == 3
