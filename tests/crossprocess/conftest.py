@@ -467,15 +467,25 @@ def _create_users(env: dict[str, str], tmp: Path) -> dict[str, User]:
 def _start_servers(
     names: list[str], env: dict[str, str], tmp: Path, stack: contextlib.ExitStack
 ) -> list[Server]:
+    """Start daphne processes ``names`` with ``env``; return them once each is ready."""
+    return _start_groups([(names, env)], tmp, stack)
+
+
+def _start_groups(
+    groups: list[tuple[list[str], dict[str, str]]], tmp: Path, stack: contextlib.ExitStack
+) -> list[Server]:
+    """Start every daphne process of ``[(names, env)]`` at once, then wait until each answers
+    ``/readyz``. ``_popen`` asks Linux to SIGTERM a child when the thread that forked it exits
+    (PR_SET_PDEATHSIG): call from a thread that lives as long as the servers."""
     servers = []
-    for name in names:
-        port = free_port()
-        log = tmp / f"daphne-{name}.log"
-        process = _popen(
-            [PYTHON, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port)], env=env, log=log
-        )
-        stack.callback(_stop, process)
-        servers.append(Server(name, port, process, log))
+    for names, env in groups:
+        for name in names:
+            port = free_port()
+            log = tmp / f"daphne-{name}.log"
+            argv = [PYTHON, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port)]
+            process = _popen(argv, env=env, log=log)
+            stack.callback(_stop, process)
+            servers.append(Server(name, port, process, log))
     deadline = time.monotonic() + START_TIMEOUT
     for server in servers:
         while True:

@@ -19,13 +19,11 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +39,7 @@ from tests.crossprocess.conftest import (
     _crossprocess_env,
     _manage,
     _popen,
-    _stop,
+    _start_groups,
     _tail,
     free_port,
 )
@@ -168,35 +166,6 @@ print("HARDEN_IDS=" + json.dumps(ids))
 """
 
 
-def _start_all(groups: list[tuple[list[str], dict[str, str]]], tmp: Path, stack: Any) -> list:
-    """Start every daphne process at once, then wait until each answers ``/readyz``.
-
-    From this thread: ``_popen`` asks Linux to SIGTERM a child when the thread that forked it
-    exits (PR_SET_PDEATHSIG), so helper threads must not start them.
-    """
-    servers = []
-    for names, env in groups:
-        for name in names:
-            port = free_port()
-            log = tmp / f"daphne-{name}.log"
-            argv = [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(port)]
-            process = _popen(argv, env=env, log=log)
-            stack.callback(_stop, process)
-            servers.append(Server(name, port, process, log))
-    deadline = time.monotonic() + START_TIMEOUT
-    for server in servers:
-        while True:
-            if not server.alive():
-                pytest.fail(f"daphne {server.name} exited:\n{_tail(server.log)}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{server.http}/readyz", timeout=5).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"daphne {server.name}: /readyz never answered:\n{_tail(server.log)}")
-            time.sleep(0.1)
-    return servers
-
-
 @pytest.fixture(scope="session")
 def rig() -> Iterator[Rig]:
     with contextlib.ExitStack() as stack:
@@ -222,7 +191,7 @@ def rig() -> Iterator[Rig]:
         users = {name: User(name, ids[name], password) for name in USERS}
         rig = Rig(tmp, database_url, stable, fragile, users)
         on_fragile = dict(env, REDIS_URL=fragile.url)
-        servers = _start_all(
+        servers = _start_groups(
             [
                 (["strict"], dict(env, DJANGO_SETTINGS_MODULE="tests.hardening.settings_expiry")),
                 (
