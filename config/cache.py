@@ -20,6 +20,7 @@ from typing import Any
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
 
 _clients: dict[str, RedisCacheClient] = {}
+_lock = threading.Lock()
 
 
 class SharedRedisCacheClient(RedisCacheClient):
@@ -36,9 +37,6 @@ class SharedRedisCacheClient(RedisCacheClient):
             with _lock:
                 client = self._redis.setdefault(id(pool), self._client(connection_pool=pool))
         return client
-
-
-_lock = threading.Lock()
 
 
 class SharedRedisCache(RedisCache):
