@@ -9,30 +9,34 @@ from django.db import models
 
 
 class User(AbstractUser):
-    """A Herald user: Django's ``AbstractUser`` (CONTRACT §1.1), swappable from day one.
+    """A Herald user: Django's ``AbstractUser``, swappable from day one.
 
-    Saving a user who was active as inactive revokes all their login sessions (sockets close
-    with 4403); saving a new password revokes all but the request's own (4401). Both happen in
-    ``save`` so that every path, the admin form and a plain ``save()`` included, obeys CONTRACT
-    §5; ``QuerySet.update`` bypasses it, as it bypasses every ``save``.
+    It remembers ``is_active`` and the password hash as loaded (or last saved), so that
+    :meth:`credential_changes` can tell a receiver what a save changed: deactivating a user
+    revokes all their login sessions, a new password all but the request's own
+    (``accounts.receivers``, docs/security.md). ``QuerySet.update`` bypasses this, as it
+    bypasses every ``save``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._was_active = self.is_active
+        self.remember_credentials()
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        existing = not self._state.adding
-        password_changed = existing and self._password is not None
-        deactivated = existing and self._was_active and not self.is_active
-        super().save(*args, **kwargs)
-        self._was_active = self.is_active
-        if deactivated or password_changed:
-            from . import services  # services import this module
+    def remember_credentials(self) -> None:
+        """Take the current ``is_active`` and password hash as the saved ones."""
+        # __dict__, not the attributes: a deferred field must not cost a query here.
+        self._saved_active = self.__dict__.get("is_active")
+        self._saved_password = self.__dict__.get("password")
 
-            services.user_changed_credentials(
-                user=self, deactivated=deactivated, password_changed=password_changed
-            )
+    def credential_changes(self) -> tuple[bool, bool]:
+        """``(deactivated, password_changed)`` since loaded or last remembered."""
+        deactivated = bool(self._saved_active) and not self.is_active
+        password_changed = (
+            self._saved_password is not None
+            and "password" in self.__dict__
+            and self.password != self._saved_password
+        )
+        return deactivated, password_changed
 
     @property
     def display_name(self) -> str:

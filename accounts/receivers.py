@@ -1,15 +1,17 @@
-"""Signal receivers: every web login (login form, admin) is a login session (CONTRACT §5).
+"""Signal receivers: every web login (login form, admin) is a login session, and a saved user
+whose credentials changed loses their login sessions (docs/security.md).
 
-They call services; nothing here touches the channel layer (STYLE rule 3).
+They call services; nothing here touches the channel layer.
 """
 
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
+from django.db.models.signals import post_save
 from django.dispatch import receiver
 
 from . import services
-from .models import LoginSession
+from .models import LoginSession, User
 
 
 def client_ip(request: Any) -> str | None:
@@ -37,3 +39,15 @@ def _on_login(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
 def _on_logout(sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
     if request is not None and hasattr(request, "session"):
         services.web_logout(django_session=request.session)
+
+
+@receiver(post_save, sender=User, dispatch_uid="herald_user_credentials_changed")
+def _on_user_saved(sender: Any, instance: User, created: bool, **kwargs: Any) -> None:
+    """Deactivation revokes every login session (sockets close 4403); a password change every
+    session but the request's own (4401). Any ``save()`` counts, the admin form's included."""
+    deactivated, password_changed = (False, False) if created else instance.credential_changes()
+    instance.remember_credentials()
+    if deactivated or password_changed:
+        services.user_changed_credentials(
+            user=instance, deactivated=deactivated, password_changed=password_changed
+        )

@@ -19,15 +19,15 @@ from rest_framework import exceptions
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
-from notifications import events, groups, publisher
+from realtime import publisher
+from realtime.events import socket_close
+from realtime.groups import session_group
+from realtime.protocol import Close
 
 from . import context, selectors, tokens
 from .models import LoginSession
 
 User = get_user_model()
-
-CLOSE_UNAUTHENTICATED = 4401  # CONTRACT §3.3
-CLOSE_FORBIDDEN = 4403
 
 
 class SessionInvalid(exceptions.AuthenticationFailed):
@@ -136,20 +136,18 @@ def _mark_revoked(sessions: Iterable[LoginSession], *, reason: str, close_code: 
     for session in batch:
         session.revoked_at, session.revoked_reason = now, reason
     cache.set_many({selectors.session_cache_key(s.pk): selectors.REVOKED for s in batch}, 86_400)
-    publisher.publish_on_commit(
-        (groups.session_group(s.pk), events.session_closed(code=close_code)) for s in batch
-    )
+    publisher.publish_on_commit((session_group(s.pk), socket_close(code=close_code)) for s in batch)
 
 
 def login_session_revoke(
-    *, session: LoginSession, reason: str, close_code: int = CLOSE_UNAUTHENTICATED
+    *, session: LoginSession, reason: str, close_code: int = Close.UNAUTHENTICATED
 ) -> None:
     """Revoke one login session: its tokens fail and its sockets close with ``close_code``."""
     login_sessions_revoke(sessions=[session], reason=reason, close_code=close_code)
 
 
 def login_sessions_revoke(
-    *, sessions: list[LoginSession], reason: str, close_code: int = CLOSE_UNAUTHENTICATED
+    *, sessions: list[LoginSession], reason: str, close_code: int = Close.UNAUTHENTICATED
 ) -> None:
     """Revoke several login sessions at once (admin action); see ``login_session_revoke``."""
     with transaction.atomic():
@@ -160,7 +158,7 @@ def user_sessions_revoke(
     *,
     user_id: int,
     reason: str,
-    close_code: int = CLOSE_UNAUTHENTICATED,
+    close_code: int = Close.UNAUTHENTICATED,
     keep: LoginSession | None = None,
 ) -> None:
     """Revoke every active session of a user except ``keep`` (password change, deactivation)."""
@@ -215,7 +213,7 @@ def user_changed_credentials(*, user: Any, deactivated: bool, password_changed: 
     (sockets close 4403); a password change revokes every session but the request's own
     (``accounts.context.current_login_session``; sockets close 4401)."""
     if deactivated:
-        user_sessions_revoke(user_id=user.pk, reason="deactivated", close_code=CLOSE_FORBIDDEN)
+        user_sessions_revoke(user_id=user.pk, reason="deactivated", close_code=Close.FORBIDDEN)
     elif password_changed:
         keep_id = context.current_login_session.get()
         keep = LoginSession.objects.filter(pk=keep_id, user_id=user.pk).first() if keep_id else None

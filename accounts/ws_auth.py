@@ -2,9 +2,9 @@
 
 CONTRACT §3.1: the first present credential of, in order, the ``Authorization: Bearer`` header,
 a ``bearer.<jwt>`` subprotocol, ``?ticket=``, ``?token=`` and the Django session cookie decides.
-The result goes into ``scope["herald"]`` (a :class:`WsAuth`) and ``scope["user"]``; nothing is
+The result goes into ``scope["herald"]`` (a :class:`Handshake`) and ``scope["user"]``; nothing is
 stored on the middleware instance (channels ``middleware.py``). A rejected handshake is still
-passed to the consumer, which accepts only to close with ``WsAuth.close_code`` (4401/4403), so a
+passed to the consumer, which accepts only to close with ``Handshake.close_code`` (4401/4403), so a
 browser can tell "sign in again" from a network error. The one exception: a cookie credential
 from an Origin outside ``HERALD_ALLOWED_ORIGINS`` is denied with HTTP 403 before any accept
 (cross-site WebSocket hijacking).
@@ -24,37 +24,14 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
 
+from realtime.handshake import Handshake
+from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, Close
+
 from . import selectors, services, tokens
 
 logger = logging.getLogger(__name__)
 
-SUBPROTOCOL = "herald.v1"
-CLOSE_UNAVAILABLE = 4503  # CONTRACT §3.3: a dependency is unavailable
-BEARER_SUBPROTOCOL_PREFIX = "bearer."
 TOKEN_METHODS = frozenset(("header", "subprotocol", "query"))
-
-
-@dataclass(frozen=True)
-class WsAuth:
-    """The outcome of the handshake's authentication.
-
-    ``close_code`` is ``None`` when authenticated, else 4401 (unauthenticated) or 4403
-    (inactive user). ``method`` names the credential that decided: ``header``, ``subprotocol``,
-    ``ticket``, ``query``, ``cookie``, or ``None`` when there was none. ``expires_at`` is the
-    access token's expiry for token methods (``hello.expires_at``), else ``None``; ``warn_at``
-    is when ``auth.expiring`` is due; ``close_at`` is when the socket closes with 4401 unless
-    refreshed: the token's expiry, or the Django session's for a cookie (issue 4). A ticket
-    socket lives as long as its login session.
-    """
-
-    user: Any
-    session_id: str | None
-    method: str | None
-    close_code: int | None
-    subprotocol: str | None
-    expires_at: datetime | None = None
-    warn_at: datetime | None = None
-    close_at: datetime | None = None
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
@@ -141,7 +118,7 @@ def _cookie_identity(session_key: str) -> tuple[int | None, str | None, datetime
     return user_id, store.get(services.WEB_SESSION_KEY), store.get_expiry_date()
 
 
-def identify(method: str | None, raw: str, subprotocol: str | None = None) -> WsAuth:
+def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Handshake:
     """Check one credential and say who it is (``close_code`` None) or how to close.
 
     Each check is the one a fresh REST request would get: an ``AccessToken`` (never a refresh
@@ -149,7 +126,7 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ws
     credential gets 4401, an inactive user 4403 (CONTRACT §3.3). Sync: runs in one
     ``database_sync_to_async`` hop.
     """
-    refused = WsAuth(AnonymousUser(), None, method, services.CLOSE_UNAUTHENTICATED, subprotocol)
+    refused = Handshake(AnonymousUser(), None, method, Close.UNAUTHENTICATED, subprotocol)
     expires_at = warn_at = close_at = None
     user_id: Any
     if method in TOKEN_METHODS:
@@ -178,14 +155,16 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ws
     # Before the session check: deactivation also revokes the user's sessions, and a client
     # reconnecting with a still-unexpired token must hear 4403 (stop), not 4401 (CONTRACT §5).
     if not user.is_active:
-        return replace(refused, close_code=services.CLOSE_FORBIDDEN)
+        return replace(refused, close_code=Close.FORBIDDEN)
     if session_id is None or selectors.login_session_user_id(session_id) != user_id:
         return refused
     services.login_session_touch(session_id=session_id)
-    return WsAuth(user, str(session_id), method, None, subprotocol, expires_at, warn_at, close_at)
+    return Handshake(
+        user, str(session_id), method, None, subprotocol, expires_at, warn_at, close_at
+    )
 
 
-async def authenticate(scope: dict[str, Any]) -> WsAuth | None:
+async def authenticate(scope: dict[str, Any]) -> Handshake | None:
     """Decide the handshake's identity; ``None`` means deny with HTTP 403 (foreign Origin)."""
     offered = scope.get("subprotocols") or []
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
@@ -225,14 +204,14 @@ def check_refresh(raw: str, *, user_id: int, session_id: str) -> RefreshOutcome:
         return RefreshOutcome(
             error="forbidden",
             detail="token: another user's token.",
-            close_code=services.CLOSE_FORBIDDEN,
+            close_code=Close.FORBIDDEN,
         )
     if str(token["sid"]) != session_id:
         return RefreshOutcome(error="forbidden", detail="token: another login session's token.")
     if selectors.login_session_user_id(session_id) != user_id:
-        return RefreshOutcome(close_code=services.CLOSE_UNAUTHENTICATED)
+        return RefreshOutcome(close_code=Close.UNAUTHENTICATED)
     if not get_user_model().objects.filter(pk=user_id, is_active=True).exists():
-        return RefreshOutcome(close_code=services.CLOSE_FORBIDDEN)
+        return RefreshOutcome(close_code=Close.FORBIDDEN)
     return RefreshOutcome(tokens.token_expiry(token), tokens.token_warn_at(token))
 
 
@@ -252,11 +231,11 @@ class HeraldAuthMiddleware:
             # client reconnects with backoff, instead of daphne answering HTTP 500.
             logger.warning("handshake closed with 4503: authentication failed", exc_info=True)
             offered = scope.get("subprotocols") or []
-            auth = WsAuth(
+            auth = Handshake(
                 AnonymousUser(),
                 None,
                 None,
-                CLOSE_UNAVAILABLE,
+                Close.UNAVAILABLE,
                 SUBPROTOCOL if SUBPROTOCOL in offered else None,
             )
         if auth is None:

@@ -26,7 +26,7 @@ def main(n_users: int, out: str) -> None:
 
     from accounts.models import LoginSession
     from accounts.tokens import SESSION_CLAIM
-    from notifications.models import Membership, Room
+    from chat.models import Membership, Room
 
     user_model = get_user_model()
     password = make_password("bench-password")

@@ -14,7 +14,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import HeraldAuthMiddleware  # noqa: E402
-from notifications.routing import websocket_urlpatterns  # noqa: E402
+from realtime.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

@@ -9,7 +9,7 @@ from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, inline_serializer
 from rest_framework import serializers
 
 
@@ -91,3 +91,15 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
 
 
 AUTHENTICATED = errors(401)  # every authenticated route can answer 401
+
+
+def cursor_page(name: str, item: serializers.Serializer) -> serializers.Serializer:
+    """A cursor page ``{next, previous, results}`` of ``item`` (URLs, ``null`` at either end)."""
+    return inline_serializer(
+        name,
+        fields={
+            "next": serializers.URLField(allow_null=True),
+            "previous": serializers.URLField(allow_null=True),
+            "results": item,
+        },
+    )

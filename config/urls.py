@@ -10,6 +10,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("notifications.urls")),
+    path("api/", include("chat.urls")),
     # Public (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]): the schema and its Swagger UI, whose
     # JavaScript and CSS come from drf-spectacular-sidecar's static files, not a CDN.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

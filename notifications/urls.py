@@ -1,4 +1,4 @@
-"""``/api/`` routes of notifications and chat rooms (CONTRACT §2)."""
+"""``/api/`` routes of notifications (docs/protocol.md)."""
 
 from django.urls import path
 
@@ -21,13 +21,4 @@ urlpatterns = [
         api.NotificationReadView.as_view(),
         name="notification-read",
     ),
-    path("rooms/", api.RoomListView.as_view(), name="rooms"),
-    path("rooms/<int:room_id>/", api.RoomDetailView.as_view(), name="room"),
-    path("rooms/<int:room_id>/members/", api.RoomMembersView.as_view(), name="room-members"),
-    path(
-        "rooms/<int:room_id>/members/<int:user_id>/",
-        api.RoomMemberView.as_view(),
-        name="room-member",
-    ),
-    path("rooms/<int:room_id>/messages/", api.RoomMessagesView.as_view(), name="room-messages"),
 ]

@@ -11,7 +11,7 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import AccessToken
 
-from notifications.models import Message
+from chat.models import Message
 
 BROADCAST_GROUP = "everyone"
 

@@ -30,8 +30,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
     "channels",
+    "realtime",
     "accounts",
     "notifications",
+    "chat",
 ]
 
 MIDDLEWARE = [
@@ -121,7 +123,7 @@ if REDIS_URL:
     # live as long as the process's connection (docs/architecture.md, "Channel layer").
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "BACKEND": "realtime.adapters.PubSubLayer",
             "CONFIG": {
                 "hosts": [
                     {
@@ -134,7 +136,7 @@ if REDIS_URL:
                         # No ``retry`` here: with one, redis-py's PubSub "subscribed" on a dead
                         # connection and handshakes succeeded while Redis was down. Stale
                         # publish connections are dropped on reconnect instead
-                        # (notifications/resilience.py).
+                        # (realtime/resilience.py).
                     }
                 ],
                 "prefix": env.str("HERALD_CHANNEL_PREFIX", default="herald"),
@@ -217,7 +219,7 @@ HERALD = {
     "WS_SEND_TIMEOUT": env.float("HERALD_WS_SEND_TIMEOUT", default=10.0),
     "ALLOWED_ORIGINS": env.list("HERALD_ALLOWED_ORIGINS", default=[]),
     "WS_TICKET_LIFETIME": env.int("HERALD_WS_TICKET_LIFETIME", default=30),
-    # Presence (notifications/presence.py): each subscribed socket's entry lives PRESENCE_TTL s
+    # Presence (chat/presence.py): each subscribed socket's entry lives PRESENCE_TTL s
     # unless refreshed, every PRESENCE_REFRESH s; a killed process's users drop out of rooms
     # within about TTL + REFRESH s (docs/protocol.md, "Presence").
     "PRESENCE_TTL": env.float("HERALD_PRESENCE_TTL", default=30.0),

@@ -13,7 +13,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from notifications import events, groups, publisher
+from notifications import events
+from realtime import groups, publisher
 
 ALLOWED_ORIGIN = "http://localhost:8000"
 CLOSE_4401 = {"type": "websocket.close", "code": 4401}

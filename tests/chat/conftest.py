@@ -14,8 +14,8 @@ from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
 from config.asgi import application
-from notifications import presence, services
-from notifications.models import Room
+from chat import presence, services
+from chat.models import Room
 
 
 class Socket:

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from notifications.models import Membership, Message, Room
+from chat.models import Membership, Message, Room
 
 from .conftest import send_as
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from notifications import consumers, presence
-from notifications.models import Membership, Message
+from chat import presence, ws_handlers
+from chat.models import Membership, Message
 
 from .conftest import send_as
 
@@ -181,7 +181,7 @@ async def test_subscribe_without_since_replays_nothing(open_socket, make_room, a
 
 
 async def test_replay_runs_over_several_pages(open_socket, make_room, alice, bob, monkeypatch):
-    monkeypatch.setattr(consumers, "_REPLAY_PAGE", 4)
+    monkeypatch.setattr(ws_handlers, "_REPLAY_PAGE", 4)
     room = await database_sync_to_async(make_room)(alice, bob)
     ids = [await database_sync_to_async(send_as)(bob, room, f"m{i}") for i in range(13)]
     ws = await open_socket(alice)
@@ -195,10 +195,10 @@ async def test_a_message_committed_in_the_race_window_arrives_once(
 ):
     """Deterministic race: before every replay page is read, another member's message commits
     (after the socket joined the room's group), so it is both replayed and queued live."""
-    monkeypatch.setattr(consumers, "_REPLAY_PAGE", 3)
+    monkeypatch.setattr(ws_handlers, "_REPLAY_PAGE", 3)
     room = await database_sync_to_async(make_room)(alice, bob)
     before = [await database_sync_to_async(send_as)(bob, room, f"old {i}") for i in range(7)]
-    read_page = consumers._message_page
+    read_page = ws_handlers._message_page
     raced: list[int] = []
 
     def racing_page(room_id: int, since: int) -> list[tuple[int, str]]:
@@ -206,7 +206,7 @@ async def test_a_message_committed_in_the_race_window_arrives_once(
             raced.append(send_as(bob, room, f"raced {len(raced)}"))
         return read_page(room_id, since)
 
-    monkeypatch.setattr(consumers, "_message_page", racing_page)
+    monkeypatch.setattr(ws_handlers, "_message_page", racing_page)
     ws = await open_socket(alice)
     await ws.subscribe(room, since=before[0])
     frames = await ws.drain()
@@ -222,7 +222,7 @@ async def test_messages_sent_during_the_replay_are_neither_lost_nor_duplicated(
     open_socket, make_room, alice, bob, monkeypatch
 ):
     """50 messages are sent by another member while alice subscribes with ``since``."""
-    monkeypatch.setattr(consumers, "_REPLAY_PAGE", 5)
+    monkeypatch.setattr(ws_handlers, "_REPLAY_PAGE", 5)
     room = await database_sync_to_async(make_room)(alice, bob)
     history = [await database_sync_to_async(send_as)(bob, room, f"old {i}") for i in range(40)]
     since = history[9]

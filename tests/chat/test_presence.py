@@ -1,4 +1,4 @@
-"""Presence backends (notifications/presence.py): users not sockets, expiry, sweeps.
+"""Presence backends (chat/presence.py): users not sockets, expiry, sweeps.
 
 The Redis backend runs against a private ``redis-server`` on a free port, as two instances
 (two "processes") sharing it; the in-memory backend must behave the same within one process.
@@ -10,8 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-
-from notifications.presence import Entry, MemoryBackend, RedisBackend
+from chat.presence import Entry, MemoryBackend, RedisBackend
 
 ROOM = 7
 

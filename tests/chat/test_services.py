@@ -6,8 +6,10 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 
-from notifications import groups, services
-from notifications.models import Membership, Message, Room
+from chat import services
+from chat.events import room_group
+from chat.models import Membership, Message, Room
+from realtime.groups import user_group
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +23,7 @@ class TestMessageSend:
         self, make_room, listen, alice, bob, django_capture_on_commit_callbacks
     ):
         room = make_room(alice, bob)
-        subscribers = listen(groups.room_group(room.pk))
+        subscribers = listen(room_group(room.pk))
         with django_capture_on_commit_callbacks() as callbacks:
             message = services.room_message_send(room_id=room.pk, author_id=bob.pk, body=" hi ")
             assert subscribers.events() == []  # nothing before commit
@@ -46,7 +48,7 @@ class TestMessageSend:
         self, make_room, listen, alice, django_capture_on_commit_callbacks
     ):
         room = make_room(alice)
-        subscribers = listen(groups.room_group(room.pk))
+        subscribers = listen(room_group(room.pk))
         client_id = uuid.uuid4()
         with django_capture_on_commit_callbacks(execute=True):
             first = services.room_message_send(
@@ -89,7 +91,7 @@ class TestReadPosition:
             services.room_message_send(room_id=room.pk, author_id=bob.pk, body=str(i)).pk
             for i in range(3)
         ]
-        subscribers = listen(groups.room_group(room.pk))
+        subscribers = listen(room_group(room.pk))
         with django_capture_on_commit_callbacks(execute=True):
             assert (
                 services.room_read(room_id=room.pk, user_id=alice.pk, message_id=ids[1]) == ids[1]
@@ -122,7 +124,7 @@ class TestMembership:
         self, make_room, listen, alice, bob, django_capture_on_commit_callbacks
     ):
         room = make_room(alice, bob)
-        bobs_sockets = listen(groups.user_group(bob.pk))
+        bobs_sockets = listen(user_group(bob.pk))
         with django_capture_on_commit_callbacks(execute=True):
             services.room_member_remove(
                 room_id=room.pk, actor_id=alice.pk, actor_is_staff=False, user_id=bob.pk
@@ -133,7 +135,7 @@ class TestMembership:
         self, make_room, listen, alice, bob, carol, django_capture_on_commit_callbacks
     ):
         room = make_room(alice, bob, carol)
-        bobs, carols = listen(groups.user_group(bob.pk)), listen(groups.user_group(carol.pk))
+        bobs, carols = listen(user_group(bob.pk)), listen(user_group(carol.pk))
         with django_capture_on_commit_callbacks(execute=True):
             services.memberships_delete(memberships=[room.memberships.get(user=bob)])
         assert bobs.events() == [{"type": "room.removed", "room": room.pk}]
@@ -159,10 +161,10 @@ def test_admin_pages(client, make_room, alice, bob):
     room = make_room(alice, bob)
     services.room_message_send(room_id=room.pk, author_id=bob.pk, body="hello")
     for path in (
-        "/admin/notifications/room/",
-        "/admin/notifications/room/?q=bob",
-        f"/admin/notifications/room/{room.pk}/change/",
-        "/admin/notifications/message/",
-        "/admin/notifications/message/?q=hello",
+        "/admin/chat/room/",
+        "/admin/chat/room/?q=bob",
+        f"/admin/chat/room/{room.pk}/change/",
+        "/admin/chat/message/",
+        "/admin/chat/message/?q=hello",
     ):
         assert client.get(path).status_code == 200, path

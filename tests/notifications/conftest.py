@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.db import connection
 
 from config.asgi import application
-from notifications import groups
+from realtime import groups
 from notifications.models import Notification, NotificationCounter
 
 

@@ -9,8 +9,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import Group
 
-from notifications import groups
-from notifications.models import Message, Notification, Room
+from realtime import groups
+from chat.models import Message, Room
+from notifications.models import Notification
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,8 +46,8 @@ class Listener:
         "/admin/accounts/user/?is_active__exact=1&groups__id__exact=1",
         "/admin/accounts/loginsession/?q=ali&kind__exact=api&revoked_at__isnull=True",
         "/admin/notifications/notification/?q=hello&read_at__isnull=True",
-        "/admin/notifications/room/?q=ali&kind__exact=group",
-        "/admin/notifications/message/?q=hi",
+        "/admin/chat/room/?q=ali&kind__exact=group",
+        "/admin/chat/message/?q=hi",
         "/admin/notifications/notification/send/",
         "/admin/auth/group/",
     ],
@@ -70,14 +71,14 @@ def test_rooms_list_members_and_link_their_messages(admin_client):
     room = Room.objects.create(name="ops", created_by=alice)
     room.memberships.create(user=alice, role="owner")
     Message.objects.create(room=room, author=alice, body="hi", client_id="0" * 32)
-    listing = admin_client.get("/admin/notifications/room/").content.decode()
-    link = f"/admin/notifications/message/?room__id__exact={room.pk}"
+    listing = admin_client.get("/admin/chat/room/").content.decode()
+    link = f"/admin/chat/message/?room__id__exact={room.pk}"
     assert link in listing
     assert "1 message(s)" in listing
     messages = admin_client.get(link)
     assert messages.status_code == 200
     assert "hi" in messages.content.decode()
-    change = admin_client.get(f"/admin/notifications/room/{room.pk}/change/").content.decode()
+    change = admin_client.get(f"/admin/chat/room/{room.pk}/change/").content.decode()
     assert "alice" in change or str(alice.pk) in change
 
 

@@ -77,7 +77,7 @@ def test_rest_requests_are_counted_by_route_pattern_and_status(admin_client, met
 def test_a_dead_processs_open_sockets_stop_counting_but_its_counters_stay(tmp_path: Path):
     """Two processes write to one directory; the one that dies leaves its counters only."""
     script = (
-        "from config import metrics;"
+        "from realtime import metrics;"
         "metrics.OPEN_SOCKETS.inc(2);"
         "metrics.HANDSHAKES.labels('accepted','none').inc(5)"
     )

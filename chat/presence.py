@@ -1,6 +1,6 @@
 """Ephemeral room state, never stored in the database: who is online, and who is typing.
 
-Presence counts users, not sockets (issue 3): a user is online in a room while at least one of
+Presence counts users, not sockets: a user is online in a room while at least one of
 their sockets, on any process, is subscribed to it. It must survive a process that dies without
 running ``disconnect()``, so nothing relies on a clean leave. Every subscribed socket has an
 *entry* ``(room, user, connection)`` with an expiry; the process that holds the socket refreshes
@@ -39,7 +39,9 @@ from django.conf import settings
 from django.core.cache import cache
 from redis import RedisError
 
-from . import events, groups, publisher
+from realtime import publisher
+
+from . import events
 
 logger = logging.getLogger(__name__)
 
@@ -316,7 +318,7 @@ def _ttl() -> float:
 def _changes(
     room_id: int, *, joined: Iterable[int] = (), left: Iterable[int] = (), origin: str = ""
 ) -> list[publisher.GroupEvent]:
-    group = groups.room_group(room_id)
+    group = events.room_group(room_id)
     return [
         (group, events.room_presence(room_id=room_id, joined=u, origin=origin)) for u in joined
     ] + [(group, events.room_presence(room_id=room_id, left=u)) for u in left]
@@ -421,10 +423,10 @@ async def atyping(*, room_id: int, user_id: int, username: str) -> bool:
     """Send ``typing`` to the room unless the user did within 2 s; whether it was sent.
 
     The throttle is a cache key added with a 2 s timeout: the cache is Redis with ``REDIS_URL``,
-    so it holds across processes (CONTRACT §3.2 "at most one per 2 s per user and room").
+    so it holds across processes (docs/protocol.md: "at most one per 2 s per user and room").
     """
     if not await cache.aadd(f"herald:typing:{room_id}:{user_id}", 1, TYPING_INTERVAL):
         return False
     event = events.room_typing(room_id=room_id, user_id=user_id, username=username)
-    await publisher.apublish([(groups.room_group(room_id), event)])
+    await publisher.apublish([(events.room_group(room_id), event)])
     return True

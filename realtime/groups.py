@@ -1,7 +1,5 @@
-"""Channel-layer group names, built only from ids (STYLE rule 6; channels ``layers.py``).
-
-Names are ASCII, under 100 characters, and never contain user input.
-"""
+"""Channel-layer group names of the transport, built only from ids (channels ``layers.py``:
+ASCII, under 100 characters; never user input). Apps build their own groups the same way."""
 
 from uuid import UUID
 
@@ -14,8 +12,3 @@ def user_group(user_id: int) -> str:
 def session_group(session_id: UUID | str) -> str:
     """The group of every socket opened under one login session: ``session.<uuid hex>``."""
     return f"session.{UUID(str(session_id)).hex}"
-
-
-def room_group(room_id: int) -> str:
-    """The group of every socket subscribed to one room: ``room.<id>``."""
-    return f"room.{int(room_id)}"

@@ -1,0 +1,148 @@
+"""Reads for chat: membership, rooms as a member sees them, history."""
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from django.db.models import BigIntegerField, Count, OuterRef, Prefetch, Subquery, Value
+from django.db.models.functions import Coalesce
+
+from .models import Membership, Message, Room
+
+MAX_ID = 2**63 - 1  # the largest id a database column holds; larger input matches nothing
+
+
+def room_is_member(*, room_id: int, user_id: int) -> bool:
+    """Whether the user belongs to the room (``False`` for a room that does not exist)."""
+    if not 0 < room_id <= MAX_ID:
+        return False
+    return Membership.objects.filter(room_id=room_id, user_id=user_id).exists()
+
+
+def membership_get(*, room_id: int, user_id: int) -> Membership | None:
+    """The user's membership of the room, or ``None``."""
+    if not (0 < room_id <= MAX_ID and 0 < user_id <= MAX_ID):
+        return None
+    return Membership.objects.filter(room_id=room_id, user_id=user_id).first()
+
+
+def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
+    """The user's rooms with per-caller ``unread_count``, ``last_message`` and
+    ``last_read_message_id`` set as attributes: three queries however many rooms."""
+    memberships = Membership.objects.filter(user_id=user_id)
+    if room_id is not None:
+        memberships = memberships.filter(room_id=room_id)
+    unread = (
+        Message.objects.filter(
+            room_id=OuterRef("room_id"),
+            pk__gt=Coalesce(
+                OuterRef("last_read_message_id"), Value(0), output_field=BigIntegerField()
+            ),
+        )
+        .exclude(author_id=user_id)
+        .order_by()
+        .values("room_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    newest = Message.objects.filter(room_id=OuterRef("room_id")).order_by("-pk")
+    rows = list(
+        memberships.annotate(
+            unread=Coalesce(Subquery(unread), Value(0)),
+            last_id=Subquery(newest.values("pk")[:1]),
+            active_at=Coalesce(Subquery(newest.values("created_at")[:1]), "room__created_at"),
+        )
+        .select_related("room")
+        .prefetch_related(
+            Prefetch(
+                "room__memberships",
+                queryset=Membership.objects.select_related("user").order_by("joined_at", "pk"),
+            )
+        )
+        .order_by("-active_at", "-room_id")
+    )
+    last = Message.objects.select_related("author").in_bulk([m.last_id for m in rows if m.last_id])
+    rooms = []
+    for membership in rows:
+        room: Any = membership.room
+        room.unread_count = membership.unread
+        room.last_message = last.get(membership.last_id)
+        room.last_read_message_id = membership.last_read_message_id
+        rooms.append(room)
+    return rooms
+
+
+def room_list(*, user_id: int) -> list[Room]:
+    """Every room the user belongs to, most recently active first (see ``RoomSerializer``)."""
+    return _member_rooms(user_id=user_id)
+
+
+def room_get(*, room_id: int, user_id: int) -> Room | None:
+    """One room as its member sees it; ``None`` when it does not exist or the user is not in it."""
+    if not 0 < room_id <= MAX_ID:
+        return None
+    rooms = _member_rooms(user_id=user_id, room_id=room_id)
+    return rooms[0] if rooms else None
+
+
+def room_messages_since(*, room_id: int, since: int, limit: int) -> list[Message]:
+    """Up to ``limit`` messages of the room with ``id > since``, oldest first (the replay)."""
+    return list(
+        Message.objects.filter(room_id=room_id, pk__gt=since)
+        .select_related("author")
+        .order_by("pk")[:limit]
+    )
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    """One page of history, newest first; whether older / newer messages exist beyond it."""
+
+    messages: list[Message]
+    has_older: bool
+    has_newer: bool
+
+
+def room_message_page(
+    *, room_id: int, before: int | None = None, after: int | None = None, limit: int = 50
+) -> MessagePage:
+    """A page of the room's history, newest first (CONTRACT §2).
+
+    No bound: the newest ``limit`` messages. ``before=B``: the ``limit`` messages just before B.
+    ``after=A``: the ``limit`` messages just after A (the oldest of those newer than A, so a
+    client catches up page by page). Both: within ``(A, B)``, nearest B.
+    """
+    messages = Message.objects.filter(room_id=room_id).select_related("author")
+    if before is not None:
+        messages = messages.filter(pk__lt=before)
+    if after is not None:
+        messages = messages.filter(pk__gt=after)
+    if after is not None and before is None:
+        rows = list(messages.order_by("pk")[: limit + 1])
+        has_newer = len(rows) > limit
+        rows = rows[:limit][::-1]
+        has_older = bool(rows) and _exists(room_id=room_id, below=rows[-1].pk)
+    else:
+        rows = list(messages.order_by("-pk")[: limit + 1])
+        has_older = len(rows) > limit
+        rows = rows[:limit]
+        has_newer = bool(rows) and _exists(room_id=room_id, above=rows[0].pk)
+    return MessagePage(rows, has_older, has_newer)
+
+
+def _exists(*, room_id: int, below: int | None = None, above: int | None = None) -> bool:
+    messages = Message.objects.filter(room_id=room_id)
+    if below is not None:
+        messages = messages.filter(pk__lt=below)
+    if above is not None:
+        messages = messages.filter(pk__gt=above)
+    return messages.exists()
+
+
+def message_by_client_id(*, author_id: int, client_id: UUID) -> Message | None:
+    """The author's message stored under ``client_id``, with its author, or ``None``."""
+    return (
+        Message.objects.select_related("author")
+        .filter(author_id=author_id, client_id=client_id)
+        .first()
+    )

@@ -1,0 +1,17 @@
+"""``/api/`` routes of chat rooms, their members and messages (docs/protocol.md)."""
+
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("rooms/", api.RoomListView.as_view(), name="rooms"),
+    path("rooms/<int:room_id>/", api.RoomDetailView.as_view(), name="room"),
+    path("rooms/<int:room_id>/members/", api.RoomMembersView.as_view(), name="room-members"),
+    path(
+        "rooms/<int:room_id>/members/<int:user_id>/",
+        api.RoomMemberView.as_view(),
+        name="room-member",
+    ),
+    path("rooms/<int:room_id>/messages/", api.RoomMessagesView.as_view(), name="room-messages"),
+]

@@ -1,0 +1,90 @@
+"""The one place services send channel-layer events from.
+
+Services call :func:`publish_on_commit`; the events go out only after the transaction that stored
+their rows commits (stored first, docs/architecture.md), so a client never sees a row that rolls
+back.
+A failed send is logged and dropped, never raised into the caller: the data is stored, and a
+client recovers it with ``resume`` / ``subscribe since`` (docs/reliability.md).
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+from config import metrics
+
+logger = logging.getLogger(__name__)
+
+GroupEvent = tuple[str, dict[str, Any]]
+
+# Sends in flight at once for a large fan-out: enough to hide Redis round trips, few enough
+# not to open thousands of connections.
+_CONCURRENCY = 64
+
+
+async def apublish(events: Iterable[GroupEvent]) -> int:
+    """Send each ``(group, event)`` now; return how many sends failed (each is logged).
+
+    A layer with ``group_send_many`` (``realtime.adapters.PubSubLayer``) sends them in
+    pipelines; any other layer through ``group_send``, at most ``_CONCURRENCY`` at a time (that many workers
+    take the next event from one shared iterator).
+    """
+    layer = get_channel_layer()
+    batch = list(events)
+    if layer is None or not batch:
+        return 0
+    # The consumer observes publish→deliver latency from this stamp (config.metrics).
+    published_at = time.time()
+    stamped = [(group, {**event, "published_at": published_at}) for group, event in batch]
+    send_many = getattr(layer, "group_send_many", None)
+    if send_many is not None:
+        failures = await send_many(stamped)
+        if failures:
+            metrics.LAYER_ERRORS.labels("group_send").inc(failures)
+            logger.warning(
+                "channel layer send failed: %d event(s) lost live (stored; resume recovers them)",
+                failures,
+            )
+        return failures
+    pending = iter(stamped)
+    failures = 0
+
+    async def worker() -> None:
+        nonlocal failures
+        for group, event in pending:  # asyncio: each next() runs alone, no lock needed
+            try:
+                await layer.group_send(group, event)
+            except ChannelFull:
+                failures += 1
+                metrics.LAYER_CAPACITY_DROPS.labels("group_send").inc()
+                logger.warning("channel layer full: group=%s type=%s", group, event["type"])
+            except Exception:
+                failures += 1
+                metrics.LAYER_ERRORS.labels("group_send").inc()
+                logger.warning("channel layer send failed: group=%s type=%s", group, event["type"])
+
+    await asyncio.gather(*(worker() for _ in range(min(_CONCURRENCY, len(stamped)))))
+    return failures
+
+
+def publish(events: Iterable[GroupEvent]) -> int:
+    """Synchronous twin of :func:`apublish`, for code outside the event loop."""
+    return async_to_sync(apublish)(list(events))
+
+
+def publish_on_commit(events: Iterable[GroupEvent]) -> None:
+    """Send the events once the current transaction commits (at once outside one).
+
+    ``events`` is a list of ``(group name, event dict)``: names from ``realtime.groups`` or an
+    app's ``events`` module, events built there too.
+    """
+    batch = list(events)
+    if batch:
+        transaction.on_commit(lambda: publish(batch), robust=True)
