@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export DJANGO_SETTINGS_MODULE ?= config.settings.dev
 
-.PHONY: run test test-postgres lint audit bench lock clean
+.PHONY: run test test-fast test-js test-postgres screenshots lint audit bench lock clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,23 +28,41 @@ run: $(VENV)/.run-installed
 	$(BIN)/python -m config.serve -b $(HOST) -p $(PORT)
 
 # Tests always use config.settings.test, whatever DJANGO_SETTINGS_MODULE the shell exports.
+# `make test` runs everything: the browser client's unit tests, then every pytest tier.
 test: $(VENV)/.dev-installed
 	bash .ci/system-deps
+	node --test tests/js/
 	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The tests that start no process (no daphne, redis-server or browser): about a minute.
+test-fast: $(VENV)/.dev-installed
+	DJANGO_SETTINGS_MODULE=config.settings.test $(BIN)/python -m pytest -m "not processes" $(PYTEST_ARGS)
+
+# The browser client's unit tests (Node's built-in runner, no packages).
+test-js:
+	node --test tests/js/
+
+# Refresh the README's screenshots (docs/screenshots/): the one browser test that takes them.
+screenshots: $(VENV)/.dev-installed
+	bash .ci/system-deps
+	HERALD_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots DJANGO_SETTINGS_MODULE=config.settings.test \
+		$(BIN)/python -m pytest tests/e2e -k screenshots
 
 test-postgres: $(VENV)/.dev-installed
 	DJANGO_SETTINGS_MODULE=config.settings.test DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \
 		$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# ruff, and the apps' layers (import-linter; the contracts are in pyproject.toml).
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # Known-vulnerable pinned dependencies (pip-audit; .ci/audit says what is ignored and why).
 audit: $(VENV)/.dev-installed
 	bash .ci/audit
 
-# The benchmark (issue 7, docs/performance.md): its own Redis, database and servers; about
+# The benchmark (docs/performance.md): its own Redis, database and servers; about
 # 8 minutes on 2 cores. Not part of `make test` or CI. BENCH_ARGS="--rounds 1" for a quick look.
 bench: $(VENV)/.dev-installed
 	bash .ci/system-deps

@@ -109,7 +109,8 @@ class LoginSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected login sessions (their sockets close)")
     def revoke(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> None:
-        """Revoke each selected session through the same service as logout (CONTRACT §5)."""
+        """Revoke each selected session through the same service as logout, so its sockets
+        close as they do on logout (docs/security.md, "Login sessions")."""
         sessions = list(queryset.filter(revoked_at__isnull=True))
         services.login_sessions_revoke(sessions=sessions, reason="admin")
         self.message_user(request, f"Revoked {len(sessions)} login session(s).")

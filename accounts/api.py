@@ -1,4 +1,5 @@
-"""The auth REST API: tokens, refresh, logout, WebSocket tickets, login sessions (CONTRACT §2)."""
+"""The auth REST API: tokens, refresh, logout, WebSocket tickets, login sessions
+(docs/protocol.md, "HTTP API")."""
 
 from typing import Any
 

@@ -1,4 +1,4 @@
-"""``/api/`` routes of accounts (CONTRACT §2)."""
+"""``/api/`` routes of accounts (docs/protocol.md, "HTTP API")."""
 
 from django.urls import path
 

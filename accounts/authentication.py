@@ -9,7 +9,8 @@ from . import context, selectors, services, tokens
 
 
 class LoginSessionJWTAuthentication(JWTAuthentication):
-    """``Authorization: Bearer <access JWT>`` (CONTRACT §2), refused once its session is revoked.
+    """``Authorization: Bearer <access JWT>`` (docs/protocol.md, "HTTP API"), refused once its
+    login session is revoked.
 
     simplejwt validates the token as an ``AccessToken`` (so a refresh token is refused) and loads
     the user (``user_inactive`` for an inactive one). The session check is one cache read

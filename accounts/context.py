@@ -1,7 +1,7 @@
 """The login session of the request being served, for rules that keep "this" session alive.
 
-A password change revokes every other session of the user (CONTRACT §5); ``User.save`` reads
-this to know which one is "this". Set by the JWT authentication and the web middleware.
+A password change revokes every other session of the user (docs/security.md, "Login
+sessions"); ``User.save`` reads this to know which one is "this". Set by the JWT authentication and the web middleware.
 """
 
 from contextvars import ContextVar

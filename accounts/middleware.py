@@ -1,4 +1,5 @@
-"""HTTP middleware: signs out a browser whose web login session was revoked (CONTRACT §5)."""
+"""HTTP middleware: signs out a browser whose web login session was revoked
+(docs/security.md, "Login sessions")."""
 
 from collections.abc import Callable
 

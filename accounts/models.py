@@ -1,4 +1,5 @@
-"""The user model and the login session that every JWT and web login belongs to (CONTRACT §5)."""
+"""The user model and the login session that every JWT and web login belongs to
+(docs/security.md, "Login sessions")."""
 
 import uuid
 from typing import Any
@@ -45,7 +46,8 @@ class User(AbstractUser):
 
 
 class LoginSession(models.Model):
-    """One login, by the web form or ``POST /api/auth/token/`` (CONTRACT §5).
+    """One login, by the web form or ``POST /api/auth/token/``
+    (docs/security.md, "Login sessions").
 
     Its ``id`` is the JWT claim ``sid`` and names the channel-layer group ``session.<id>`` that
     every socket opened under it joins. ``revoked_at`` set means: refresh and access tokens of
@@ -67,7 +69,8 @@ class LoginSession(models.Model):
     last_seen_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     revoked_reason = models.CharField(max_length=32, blank=True, default="")
-    # jti of the one refresh token that may still be used; an older one is a reuse (issue 4).
+    # jti of the one refresh token that may still be used; an older one is a reuse,
+    # which revokes the session (refresh token rotation, RFC 9700 §4.14.2).
     refresh_jti = models.CharField(max_length=64, blank=True, default="")
     # When the current refresh token expires; a session past it is dead (herald_prune).
     refresh_expires_at = models.DateTimeField(null=True, blank=True)

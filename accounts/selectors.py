@@ -1,4 +1,5 @@
-"""Reads for login sessions, with a shared cache so a token check costs no query (CONTRACT §5).
+"""Reads for login sessions, with a shared cache so a token check costs no query
+(docs/security.md, "Login sessions").
 
 The cache is Django's default cache: per process on the embedded default (one process), Redis
 with ``REDIS_URL`` so that a revocation on one process is seen by every other at once.

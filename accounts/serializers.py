@@ -1,4 +1,4 @@
-"""Request and response shapes of the auth API (CONTRACT §2)."""
+"""Request and response shapes of the auth API (docs/protocol.md, "HTTP API")."""
 
 from rest_framework import serializers
 

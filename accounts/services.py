@@ -1,4 +1,5 @@
-"""Writes for login sessions and tokens: create, issue, rotate, revoke (CONTRACT §2, §5).
+"""Writes for login sessions and tokens: create, issue, rotate, revoke
+(docs/protocol.md, "HTTP API"; docs/security.md, "Login sessions").
 
 Revoking a session marks it in the database and the shared cache, then, after commit, tells
 the ``session.<id>`` group so that its sockets close on every process.
@@ -182,7 +183,8 @@ WEB_SESSION_KEY = "herald_sid"
 
 
 def ws_ticket_issue(*, user_id: int, session_id: str, lifetime: int) -> str:
-    """Store a single-use WebSocket ticket for ``lifetime`` seconds; return it (CONTRACT §2)."""
+    """Store a single-use WebSocket ticket for ``lifetime`` seconds; return it
+    (docs/security.md, "WebSocket credentials")."""
     ticket = secrets.token_urlsafe(32)
     cache.set(_ticket_key(ticket), {"user_id": user_id, "sid": session_id}, lifetime)
     return ticket
@@ -209,8 +211,9 @@ def _ticket_key(ticket: str) -> str:
 
 
 def user_changed_credentials(*, user: Any, deactivated: bool, password_changed: bool) -> None:
-    """Apply CONTRACT §5 after a user is saved: deactivation revokes every login session
-    (sockets close 4403); a password change revokes every session but the request's own
+    """Apply the login-session rules after a user is saved (docs/security.md, "Login
+    sessions"): deactivation revokes every login session (sockets close 4403); a password
+    change revokes every session but the request's own
     (``accounts.context.current_login_session``; sockets close 4401)."""
     if deactivated:
         user_sessions_revoke(user_id=user.pk, reason="deactivated", close_code=Close.FORBIDDEN)

@@ -1,4 +1,5 @@
-"""JWT access and refresh tokens bound to a login session by the claim ``sid`` (CONTRACT §5).
+"""JWT access and refresh tokens bound to a login session by the claim ``sid``
+(docs/security.md, "Login sessions" and "Tokens").
 
 Built on simplejwt's ``RefreshToken``/``AccessToken`` (signature, ``exp`` and ``token_type``
 checks are simplejwt's); never decoded by hand, never ``UntypedToken`` (it accepts a refresh
@@ -48,7 +49,8 @@ def token_expiry(token: AccessToken) -> datetime:
     return datetime.fromtimestamp(int(token["exp"]), tz=UTC)
 
 
-# CONTRACT §3.2 ``auth.expiring``: about 60 s before expiry, or at half the lifetime if shorter.
+# ``auth.expiring`` is due about 60 s before expiry, or at half the lifetime if shorter
+# (docs/security.md, "Token lifecycle on an open socket").
 EXPIRING_NOTICE = timedelta(seconds=60)
 
 

@@ -31,7 +31,7 @@ HOME_CSP = (
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     """``/``: the chat web UI (templates/home.html + ``herald/app.js``); its socket
-    authenticates with the session cookie (CONTRACT §3.1, item 5)."""
+    authenticates with the session cookie (docs/security.md, "WebSocket credentials", #5)."""
     user = request.user
     config = {
         "user": {"id": user.pk, "username": user.username, "display_name": user.display_name},

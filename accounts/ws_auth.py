@@ -1,13 +1,14 @@
 """The Channels auth middleware: who is this WebSocket, decided once, during the handshake.
 
-CONTRACT §3.1: the first present credential of, in order, the ``Authorization: Bearer`` header,
-a ``bearer.<jwt>`` subprotocol, ``?ticket=``, ``?token=`` and the Django session cookie decides.
-The result goes into ``scope["herald"]`` (a :class:`Handshake`) and ``scope["user"]``; nothing is
-stored on the middleware instance (channels ``middleware.py``). A rejected handshake is still
-passed to the consumer, which accepts only to close with ``Handshake.close_code`` (4401/4403), so a
-browser can tell "sign in again" from a network error. The one exception: a cookie credential
-from an Origin outside ``HERALD_ALLOWED_ORIGINS`` is denied with HTTP 403 before any accept
-(cross-site WebSocket hijacking).
+The first present credential decides, in this order (docs/security.md, "WebSocket
+credentials"): the ``Authorization: Bearer`` header, a ``bearer.<jwt>`` subprotocol,
+``?ticket=``, ``?token=``, the Django session cookie. The result goes into ``scope["herald"]``
+(a ``realtime.handshake.Handshake``) and ``scope["user"]``; nothing is stored on the middleware
+instance (channels ``middleware.py``). A rejected handshake is still passed to the consumer
+(``realtime.consumer.Socket``), which accepts only to close with ``Handshake.close_code``
+(4401/4403), so a browser can tell "sign in again" from a network error. The one exception: a
+cookie credential from an Origin outside ``HERALD_ALLOWED_ORIGINS`` is denied with HTTP 403
+before any accept (cross-site WebSocket hijacking).
 """
 
 import hmac
@@ -66,7 +67,8 @@ def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
 
 
 def origin_allowed(scope: dict[str, Any]) -> bool:
-    """Whether the handshake's ``Origin`` may use cookie authentication (CONTRACT §1, §3.1).
+    """Whether the handshake's ``Origin`` may use cookie authentication
+    (``HERALD_ALLOWED_ORIGINS``, docs/security.md, "WebSocket credentials").
 
     An entry of ``HERALD_ALLOWED_ORIGINS`` with a scheme (``https://chat.example.com``) must match
     the origin exactly; a bare host (``chat.example.com``) matches it on any scheme and port. The
@@ -123,8 +125,8 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
 
     Each check is the one a fresh REST request would get: an ``AccessToken`` (never a refresh
     token), its login session active (one cache read), the user existing and active. A refused
-    credential gets 4401, an inactive user 4403 (CONTRACT §3.3). Sync: runs in one
-    ``database_sync_to_async`` hop.
+    credential gets 4401, an inactive user 4403 (docs/security.md, "Close codes a client must
+    handle"). Sync: runs in one ``database_sync_to_async`` hop.
     """
     refused = Handshake(AnonymousUser(), None, method, Close.UNAUTHENTICATED, subprotocol)
     expires_at = warn_at = close_at = None
@@ -153,7 +155,8 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
     if user is None:
         return refused
     # Before the session check: deactivation also revokes the user's sessions, and a client
-    # reconnecting with a still-unexpired token must hear 4403 (stop), not 4401 (CONTRACT §5).
+    # reconnecting with a still-unexpired token must hear 4403 (stop), not 4401
+    # (get a new token and reconnect): docs/security.md, "Close codes a client must handle".
     if not user.is_active:
         return replace(refused, close_code=Close.FORBIDDEN)
     if session_id is None or selectors.login_session_user_id(session_id) != user_id:
@@ -188,10 +191,10 @@ class RefreshOutcome:
 def check_refresh(raw: str, *, user_id: int, session_id: str) -> RefreshOutcome:
     """Check the token of an ``auth.refresh`` frame against the socket's user and session.
 
-    CONTRACT §3.2: a valid access token of the same user and login session extends the socket;
-    another user's token closes it with 4403; a revoked session closes it with 4401. An invalid
-    or expired token, or one of the user's other sessions, is an ``error`` and the socket keeps
-    its current expiry. Sync (one cache read, one user query).
+    As docs/security.md ("Token lifecycle on an open socket") states: a valid access token of
+    the same user and login session extends the socket; another user's token closes it with
+    4403; a revoked session closes it with 4401. An invalid or expired token, or one of the
+    user's other sessions, is an ``error`` and the socket keeps its current expiry. Sync (one cache read, one user query).
     """
     token = tokens.access_token_from(raw)
     if token is None:

@@ -26,7 +26,8 @@ class RoomAdmin(admin.ModelAdmin):
     """Rooms, searchable by name and member; direct rooms show their pair key.
 
     Removing a membership or deleting a room here goes through the services, so the removed
-    members' open sockets leave the room at once, as with the API (CONTRACT §2).
+    members' open sockets leave the room at once, as with the API
+    (docs/protocol.md, "Removal").
     """
 
     list_display = ["id", "name", "kind", "created_by", "created_at", "member_count", "messages"]

@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.db import models
 
-MESSAGE_MAX_LENGTH = 4000  # characters, after trimming (CONTRACT §3.2 ``message.send``)
+MESSAGE_MAX_LENGTH = 4000  # characters, after trimming (``message.send``, docs/protocol.md)
 
 
 class Room(models.Model):
@@ -11,7 +11,7 @@ class Room(models.Model):
 
     ``direct_key`` is ``"<lower user id>:<higher user id>"`` for a direct room and NULL for a
     group room; its unique constraint is what makes "one direct room per pair" hold under
-    concurrent creation (CONTRACT §2).
+    concurrent creation (docs/protocol.md, chat "HTTP API").
     """
 
     class Kind(models.TextChoices):
@@ -84,7 +84,8 @@ class Membership(models.Model):
 
 
 class Message(models.Model):
-    """A chat message, stored before it is pushed (CONTRACT §4); its ``id`` is the cursor.
+    """A chat message, stored before it is pushed (docs/reliability.md); its ``id`` is the
+    cursor.
 
     ``client_id`` is the sender's uuid for the message, unique per author, so a retried
     ``message.send`` stores nothing twice. Within a room, ids are allocated and committed in

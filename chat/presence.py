@@ -45,7 +45,7 @@ from . import events
 
 logger = logging.getLogger(__name__)
 
-TYPING_INTERVAL = 2  # s: at most one ``typing`` per user and room (CONTRACT §3.2)
+TYPING_INTERVAL = 2  # s: at most one ``typing`` per user and room (docs/protocol.md)
 _ERRORS = (OSError, asyncio.TimeoutError, RedisError)  # an unreachable or slow backend
 
 

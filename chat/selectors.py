@@ -106,7 +106,7 @@ class MessagePage:
 def room_message_page(
     *, room_id: int, before: int | None = None, after: int | None = None, limit: int = 50
 ) -> MessagePage:
-    """A page of the room's history, newest first (CONTRACT §2).
+    """A page of the room's history, newest first (docs/protocol.md, chat "HTTP API").
 
     No bound: the newest ``limit`` messages. ``before=B``: the ``limit`` messages just before B.
     ``after=A``: the ``limit`` messages just after A (the oldest of those newer than A, so a

@@ -19,7 +19,8 @@ class UserRefSerializer(serializers.Serializer):
 
 
 class MessageSerializer(serializers.ModelSerializer):
-    """``{id, room, author {id, username}, body, created_at, client_id}`` (CONTRACT §3.2)."""
+    """``{id, room, author {id, username}, body, created_at, client_id}``
+    (docs/protocol.md, "Shapes")."""
 
     room = serializers.IntegerField(source="room_id", read_only=True)
     author = UserRefSerializer(read_only=True)
@@ -50,7 +51,7 @@ class MemberSerializer(serializers.ModelSerializer):
 
 
 class RoomSerializer(serializers.ModelSerializer):
-    """A room as its member sees it (CONTRACT §2).
+    """A room as its member sees it (docs/protocol.md, "Shapes").
 
     ``{id, name, kind, created_by, created_at, members, unread_count, last_message,
     last_read_message_id}``; the last four are per caller and come from
@@ -141,8 +142,8 @@ class MemberAddSerializer(serializers.Serializer):
 class MessageCreateSerializer(serializers.Serializer):
     """Body of ``POST /api/rooms/{id}/messages/``: ``{body, client_id?}``.
 
-    ``body`` is trimmed, then 1..4000 characters (CONTRACT §3.2); without ``client_id`` the
-    server picks one, so such posts are not deduplicated.
+    ``body`` is trimmed, then 1..4000 characters (docs/protocol.md, "Shapes"); without
+    ``client_id`` the server picks one, so such posts are not deduplicated.
     """
 
     body = serializers.CharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=True)

@@ -72,7 +72,8 @@ def room_direct_get_or_create(*, user_id: int, other_id: int) -> tuple[Room, boo
     """The one direct room of the pair, created on first use; ``(room, created)``.
 
     Idempotent under concurrency: the unique ``direct_key`` lets one creator win and the others
-    read its room (CONTRACT §2 "one per pair"). Raises :class:`ChatError` for oneself.
+    read its room (docs/protocol.md: one direct room per pair). Raises :class:`ChatError` for
+    oneself.
     """
     if user_id == other_id:
         raise ChatError("A direct room needs another user.")
@@ -136,7 +137,8 @@ def room_member_remove(*, room_id: int, actor_id: int, actor_is_staff: bool, use
     """Remove ``user_id`` from a group room: owners and staff remove anyone, a member themselves.
 
     After commit, ``room.removed`` goes to ``user.<id>``: every socket of that user, on every
-    process, leaves ``room.<id>`` before it handles anything published later (CONTRACT §2).
+    process, leaves ``room.<id>`` before it handles anything published later
+    (docs/protocol.md, "Removal").
     """
     with transaction.atomic():
         room, manager = _managed_room(
@@ -200,7 +202,8 @@ def _lock_room_of_member(*, room_id: int, user_id: int) -> bool:
 def room_message_send(
     *, room_id: int, author_id: int, body: str, client_id: uuid.UUID | None = None
 ) -> Message:
-    """Store a message, then push ``message`` to ``room.<id>`` after commit (CONTRACT §3.2).
+    """Store a message, then push ``message`` to ``room.<id>`` after commit
+    (docs/protocol.md, "WebSocket frames").
 
     ``body`` is trimmed and must then be 1..4000 characters (:class:`ChatError`). The author
     must be a member (:class:`RoomNotFound`). A ``client_id`` the author already used returns

@@ -1,6 +1,7 @@
-"""The ASGI entry point: ``daphne config.asgi:application`` (CONTRACT §1.1).
+"""The ASGI entry point: ``daphne config.asgi:application`` (docs/deployment.md).
 
-HTTP goes to Django; ``websocket`` goes through ``HeraldAuthMiddleware`` to the consumer.
+HTTP goes to Django; ``websocket`` goes through ``accounts.ws_auth.HeraldAuthMiddleware`` to the
+one consumer, ``realtime.consumer.Socket`` (``realtime.routing``).
 Production settings unless ``DJANGO_SETTINGS_MODULE`` says otherwise.
 """
 

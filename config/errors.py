@@ -1,4 +1,5 @@
-"""One error shape for the whole API: ``{"detail": str, "code": str}`` (CONTRACT §2).
+"""One error shape for the whole API: ``{"detail": str, "code": str}``
+(docs/protocol.md, "HTTP API").
 
 Validation errors add ``errors`` (field → list of messages); nothing under ``/api/`` answers
 with an HTML page or a traceback.

@@ -1,4 +1,5 @@
-"""``/healthz`` (process up) and ``/readyz`` (database and channel layer round trip), CONTRACT §2."""
+"""``/healthz`` (process up) and ``/readyz`` (database and channel layer round trip):
+docs/protocol.md, "HTTP API"; docs/deployment.md, section 9."""
 
 import asyncio
 import logging

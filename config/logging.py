@@ -1,4 +1,4 @@
-"""Log output: credentials redacted from every line (CONTRACT §3.1, item 4), JSON or console.
+"""Log output: JSON or console, credentials redacted from every line (docs/security.md, "Logs").
 
 The standard library's ``logging`` does the routing (Django, daphne, channels and our modules
 all log through it); structlog's ``ProcessorFormatter`` renders each record as one JSON object

@@ -14,7 +14,8 @@ from rest_framework import serializers
 
 
 class ErrorSerializer(serializers.Serializer):
-    """Every API error (CONTRACT §2): ``{detail, code}``; validation errors add ``errors``."""
+    """Every API error (docs/protocol.md, "HTTP API"): ``{detail, code}``; validation errors
+    add ``errors``."""
 
     detail = serializers.CharField(help_text="Human-readable message.")
     code = serializers.CharField(help_text="Machine-readable code, e.g. `not_authenticated`.")

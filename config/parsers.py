@@ -1,4 +1,5 @@
-"""The API's JSON parser: every malformed body is a ``400``, never a ``500`` (CONTRACT §2)."""
+"""The API's JSON parser: every malformed body is a ``400``, never a ``500``
+(docs/protocol.md, "HTTP API")."""
 
 from typing import Any
 

@@ -1,10 +1,10 @@
 """Start daphne with Herald's heartbeat and a redacting access log: ``python -m config.serve``.
 
-daphne's heartbeat is a command-line option, not a setting (DEVELOPERS.md), so this wrapper turns
-``HERALD_WS_HEARTBEAT`` (CONTRACT §1, default 25 s) into ``--ping-interval N --ping-timeout 2N``
-(a peer missing two pings is dropped), and replaces daphne's access log with one that never
-writes a ``?token=`` or ``?ticket=`` value. On SIGTERM or SIGINT every open WebSocket gets a
-close frame with 1001 ("going away", CONTRACT §3.3) before daphne stops; plain daphne drops
+daphne's heartbeat is a command-line option (``daphne --help``), not a Django setting, so this
+wrapper turns ``HERALD_WS_HEARTBEAT`` (docs/deployment.md, default 25 s) into
+``--ping-interval N --ping-timeout 2N`` (a peer missing two pings is dropped), and replaces
+daphne's access log with one that never writes a ``?token=`` or ``?ticket=`` value. On SIGTERM or SIGINT every open WebSocket gets a
+close frame with 1001 ("going away", RFC 6455 §7.4.1) before daphne stops; plain daphne drops
 them without one (clients see 1006). Other arguments pass through to daphne, e.g.
 ``python -m config.serve -b 0.0.0.0 -p 8000``; the application defaults to
 ``config.asgi:application``.

@@ -1,4 +1,4 @@
-"""HTTP routes: the web pages, ``/api/`` (CONTRACT §2), admin, health checks and metrics."""
+"""HTTP routes: the web pages, ``/api/`` (docs/protocol.md), admin, health checks and metrics."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path

@@ -1,11 +1,12 @@
-"""Stored notifications and the per-user counter that numbers them (CONTRACT §2, §4)."""
+"""Stored notifications and the per-user counter that numbers them (docs/protocol.md,
+"Notifications"; every notification is stored before it is pushed: docs/reliability.md)."""
 
 from django.conf import settings
 from django.db import models
 
 
 class Notification(models.Model):
-    """A notification to one user, stored before it is pushed (CONTRACT §4).
+    """A notification to one user, stored before it is pushed (docs/reliability.md).
 
     ``seq`` numbers a user's notifications 1, 2, 3... without gaps; ``resume`` and the
     ``after_seq`` filter use it as the cursor. ``idempotency_key`` is unique per sender and

@@ -1,4 +1,4 @@
-"""Reads for notifications and chat (STYLE rule 1)."""
+"""Reads for notifications: lists, unread counts, ``resume`` pages, idempotency look-ups."""
 
 from django.db.models import (
     QuerySet,

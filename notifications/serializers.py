@@ -1,5 +1,6 @@
-"""The one shape of a notification, a room and a message, shared by REST and the WebSocket
-(STYLE rule 7), and the bodies of the REST calls that create them."""
+"""The one shape of a notification, shared by REST and the WebSocket (both serialize with
+:class:`NotificationSerializer`, never a second hand-written dict), and the bodies of the REST
+calls that create and read notifications."""
 
 import json
 from typing import Any
@@ -42,7 +43,7 @@ def _data_problem(value: Any) -> tuple[str, str] | None:
 
 
 class NotificationSerializer(serializers.ModelSerializer):
-    """``{id, seq, title, body, data, created_at, read_at}`` (CONTRACT §3.2 ``notification``)."""
+    """``{id, seq, title, body, data, created_at, read_at}`` (docs/protocol.md, "HTTP API")."""
 
     class Meta:
         model = Notification
@@ -56,7 +57,7 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
 
 
 class NotificationCreateSerializer(serializers.Serializer):
-    """Body of ``POST /api/notifications/`` (CONTRACT §2).
+    """Body of ``POST /api/notifications/`` (docs/protocol.md, "HTTP API").
 
     ``recipients`` are 1..10 000 existing user ids (duplicates are sent once); ``data`` is a JSON
     object of at most 16 KiB encoded.

@@ -63,7 +63,8 @@ def notification_create(
     """Store one notification per recipient, then push each to ``user.<id>`` after commit.
 
     ``recipient_ids``: 1..10 000 distinct existing user ids. With an ``idempotency_key`` already
-    used by this sender, nothing is stored and the first call's batch is returned (CONTRACT §2).
+    used by this sender, nothing is stored and the first call's batch is returned
+    (docs/protocol.md, "HTTP API").
     """
     if idempotency_key is not None:
         previous = selectors.notification_batch_by_key(sender_id=sender_id, key=idempotency_key)
@@ -121,7 +122,8 @@ def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
     """Mark the user's notifications ``ids`` read; return the unread count after.
 
     Ids of other users' notifications are ignored (they are not the caller's to read). Every
-    socket of the user gets ``notification.read {ids, unread_count}`` (CONTRACT §2).
+    socket of the user gets ``notification.read {ids, unread_count}``
+    (docs/protocol.md, "Notifications").
     """
     with transaction.atomic():
         mine = list(

@@ -116,7 +116,7 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         offered = self.scope.get("subprotocols") or []
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
         await self.base_send({"type": "websocket.accept", "subprotocol": subprotocol})
-        await self.base_send({"type": "websocket.close", "code": code})
+        await self.base_send({"type": "websocket.close", "code": int(code)})
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Route an ASGI message to its ``websocket_*`` method, a layer event to its app.
@@ -204,7 +204,7 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         await asyncio.sleep(_seconds_until(close_at))
         if not self.closing:
             self.closing = True
-            await self.close(Close.UNAUTHENTICATED)
+            await self.close(int(Close.UNAUTHENTICATED))
 
     # What handlers use ------------------------------------------------------------------------
 
@@ -243,7 +243,8 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         resilience.reconnects.untrack(self)
         if expiry := getattr(self, "expiry", None):
             expiry.cancel()
-        await self.close(code)
+        # A plain int: autobahn refuses any other type, an IntEnum member included.
+        await self.close(int(code))
 
     async def send(
         self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False

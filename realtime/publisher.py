@@ -18,7 +18,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from config import metrics
+from . import metrics
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Settings shared by every environment, read from the environment (CONTRACT §1, 12-factor).
+"""Settings shared by every environment, read from the environment (docs/deployment.md;
+the Twelve-Factor App, "III. Config").
 
 Every value a deployment changes comes from an environment variable through django-environ;
 ``dev``, ``production`` and ``test`` only choose defaults that differ.
@@ -117,10 +118,10 @@ REDIS_URL = env.str("REDIS_URL", default="")
 _REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.1), 2)
 if REDIS_URL:
     # redis-py 8 defaults (pool of 100 connections, 5 s socket timeout) break a channel layer
-    # under a handshake burst and on idle sockets (DEVELOPERS.md, "Known traps"), so every
-    # connection option is set here. The pub/sub layer keeps no group membership with an
-    # expiry and no per-process inbox with a capacity: groups are Redis subscriptions that
-    # live as long as the process's connection (docs/architecture.md, "Channel layer").
+    # under a handshake burst ("Too many connections") and on idle sockets (closed with 1011;
+    # docs/architecture.md, "Channel layer"), so every connection option is set here. The
+    # pub/sub layer keeps no group membership with an expiry and no per-process inbox with a
+    # capacity: groups are Redis subscriptions that live as long as the process's connection (docs/architecture.md, "Channel layer").
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "realtime.adapters.PubSubLayer",
@@ -144,9 +145,10 @@ if REDIS_URL:
         }
     }
 else:
-    # One process only (CONTRACT §1): groups live in this process's memory. Its defaults would
-    # drop a socket's group membership after a day and, silently, every message to a socket
-    # past 100 queued (channels ``layers.py``); CONTRACT §4 allows neither.
+    # One process only (docs/deployment.md: more than one needs REDIS_URL): groups live in this
+    # process's memory. Its defaults would drop a socket's group membership after a day and,
+    # silently, every message to a socket past 100 queued (channels ``layers.py``): either would
+    # leave a socket open but deaf (docs/reliability.md).
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels.layers.InMemoryChannelLayer",
@@ -179,8 +181,9 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
 
-# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/ (CONTRACT §2). Both are public: the API's
-# shape is no secret, and every route it describes still needs its own credentials.
+# OpenAPI 3 at /api/schema/, Swagger UI at /api/docs/ (docs/protocol.md, "HTTP API"). Both are
+# public: the API's shape is no secret, and every route it describes still needs its own
+# credentials.
 SPECTACULAR_SETTINGS = {
     "TITLE": "Herald API",
     "DESCRIPTION": (

@@ -1,7 +1,7 @@
 """Production settings: debug off unless asked, a secret key required, secure cookies.
 
 ``config/asgi.py`` uses this module by default, so ``daphne config.asgi:application`` with only
-the environment of CONTRACT §1 runs production settings.
+the environment of docs/deployment.md runs production settings.
 """
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,7 +29,7 @@ if not DEBUG:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_CONTENT_TYPE_NOSNIFF = True
     # Plain-HTTP requests are redirected to HTTPS, except the probes a load balancer or
-    # Prometheus sends straight to a daphne process (CONTRACT §2).
+    # Prometheus sends straight to a daphne process (docs/deployment.md, section 7).
     SECURE_SSL_REDIRECT = env.bool("HERALD_SSL_REDIRECT", default=True)
     SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     # HSTS: browsers refuse plain HTTP for this host for HERALD_HSTS_SECONDS (0 turns it off,
