@@ -1,5 +1,5 @@
 """What accounts adds to the socket: in-socket token refresh, and ``last_seen_at`` of the login
-session while the socket is in use (docs/security.md, "The token lifecycle on open sockets")."""
+session while the socket is in use (docs/security.md, "Token lifecycle on an open socket")."""
 
 from typing import Annotated, Literal
 

@@ -4,8 +4,9 @@ Django keeps cache instances per async context (``CacheHandler.thread_critical =
 each ``RedisCache`` instance builds its own ``RedisCacheClient`` with its own connection pool.
 Under Channels every WebSocket is its own context, so each handshake's session check opened a
 new TCP connection to Redis (connect, ``PING`` health check) and each open socket then held it:
-5000 idle sockets meant 5000 Redis connections (docs/performance.md, "Handshake"). redis-py's
-pool is thread-safe, so one client per ``LOCATION`` and ``OPTIONS`` is shared here instead.
+5000 idle sockets meant 5000 Redis connections (docs/performance.md, "The fast path: what each
+change bought"). redis-py's pool is thread-safe, so one client per ``LOCATION`` and ``OPTIONS``
+is shared here instead.
 
 Django's client also builds a new ``redis.Redis`` around its pool for every cache call, and
 redis-py 8's constructor is not cheap (argument checks, a response-callback table): 3 % of a

@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from realtime import views as realtime_views
+
 from . import errors, health, metrics
 
 urlpatterns = [
@@ -15,6 +17,7 @@ urlpatterns = [
     # JavaScript and CSS come from drf-spectacular-sidecar's static files, not a CDN.
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/asyncapi.json", realtime_views.asyncapi, name="asyncapi"),
     re_path(r"^api/", errors.not_found),  # JSON 404 under /api/, in DEBUG too
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

@@ -14,8 +14,8 @@ class Handshake:
     ``ticket``, ``query``, ``cookie``, or ``None`` when there was none. ``expires_at`` is the
     access token's expiry for token methods (``hello.expires_at``), else ``None``; ``warn_at``
     is when ``auth.expiring`` is due; ``close_at`` is when the socket closes with 4401 unless
-    refreshed: the token's expiry, or the Django session's for a cookie . A ticket
-    socket lives as long as its login session.
+    refreshed: the token's expiry, or the Django session's for a cookie. A ticket socket
+    lives as long as its login session.
     """
 
     user: Any

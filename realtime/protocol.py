@@ -15,7 +15,7 @@ class Close(IntEnum):
 
     daphne's WebSocket library (autobahn) lets an application close only with 1000 or
     3000-4999 (RFC 6455 §7.4.2 reserves the rest), and daphne drops close reasons, so the code
-    alone carries the meaning (docs/protocol.md, "Close codes").
+    alone carries the meaning (docs/security.md, "Close codes a client must handle").
     """
 
     NORMAL = 1000

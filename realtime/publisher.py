@@ -33,14 +33,14 @@ async def apublish(events: Iterable[GroupEvent]) -> int:
     """Send each ``(group, event)`` now; return how many sends failed (each is logged).
 
     A layer with ``group_send_many`` (``realtime.adapters.PubSubLayer``) sends them in
-    pipelines; any other layer through ``group_send``, at most ``_CONCURRENCY`` at a time (that many workers
-    take the next event from one shared iterator).
+    pipelines; any other layer through ``group_send``, at most ``_CONCURRENCY`` at a time (that
+    many workers take the next event from one shared iterator).
     """
     layer = get_channel_layer()
     batch = list(events)
     if layer is None or not batch:
         return 0
-    # The consumer observes publish→deliver latency from this stamp (config.metrics).
+    # The consumer observes publish→deliver latency from this stamp (realtime.metrics.delivered).
     published_at = time.time()
     stamped = [(group, {**event, "published_at": published_at}) for group, event in batch]
     send_many = getattr(layer, "group_send_many", None)

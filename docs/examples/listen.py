@@ -1,6 +1,6 @@
 """Listen on Herald's socket as a user, forever: ``python listen.py URL USER PASSWORD``.
 
-What a well-behaved client does (docs/protocol.md, CONTRACT §3):
+What a well-behaved client does (docs/protocol.md, "WebSocket /ws/"; docs/security.md):
 
 - authenticates with the ``Authorization`` header (native client; browsers use a ticket or the
   ``bearer.<jwt>`` subprotocol);

@@ -2,7 +2,7 @@
 
 The service user needs the permission ``notifications.send_notification`` (Django admin, user →
 permissions). It logs in once for a token pair, posts, and retries safely: the same
-``idempotency_key`` twice stores nothing twice (CONTRACT §2). Needs ``pip install httpx``.
+``idempotency_key`` twice stores nothing twice (docs/protocol.md, "HTTP API"). Needs ``pip install httpx``.
 """
 
 import sys

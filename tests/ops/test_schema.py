@@ -24,7 +24,9 @@ def _api_routes() -> set[str]:
                 found.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
 
     walk(get_resolver().url_patterns, "")
-    return found - {"/api/schema/", "/api/docs/"}
+    # The documents themselves: the OpenAPI schema, its UI, and the WebSocket protocol's
+    # AsyncAPI document (tests/realtime/test_asyncapi.py).
+    return found - {"/api/schema/", "/api/docs/", "/api/asyncapi.json"}
 
 
 def test_the_schema_validates_without_warnings_and_lists_every_route(tmp_path: Path):

@@ -7,6 +7,7 @@
 // scripts as a second line of defence.
 
 import { HeraldClient } from "./client.js";
+import { CLOSE } from "./protocol.js";
 
 const config = JSON.parse(document.getElementById("herald-config").textContent);
 const me = config.user;
@@ -119,7 +120,7 @@ client.addEventListener("state", ({ detail }) => {
   if (detail.state === "reconnecting" && detail.retryInMs > 1500) {
     label = `Reconnecting in ${Math.round(detail.retryInMs / 1000)} s…`;
   }
-  if (detail.state === "stopped" && detail.code === 4403) label = "Offline: access refused";
+  if (detail.state === "stopped" && detail.code === CLOSE.FORBIDDEN) label = "Offline: access refused";
   el.textContent = label;
 });
 
