@@ -1,2 +1,2 @@
 """``make bench``: Herald beside a raw floor, daphne serving a raw ASGI app, and a tutorial-style
-Channels app, measured in one run (issue 7; method and numbers in docs/performance.md)."""
+Channels app, measured in one run (method and numbers in docs/performance.md)."""

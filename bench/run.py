@@ -15,7 +15,6 @@ import os
 import re
 import resource
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,9 +31,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench.seed import POOL, ROOM_SIZE
+from tests.support.rig import PYTHON, ROOT, RedisServer, die_with_parent, free_port, manage, stop
+from tests.support.rig import popen as rig_popen
 
-ROOT = Path(__file__).resolve().parents[1]
-PYTHON = sys.executable
 SECRET_KEY = "herald-bench-not-a-secret-0123456789abcdefghijklmnop"
 TICK = os.sysconf("SC_CLK_TCK")
 N_USERS = 6000
@@ -51,35 +50,17 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 KINDS = ("floor", "daphne-raw", "herald", "tutorial")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _child_setup() -> None:  # between fork and exec: fd limit up, die with the parent, core 0
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    die_with_parent()
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {SERVER_CORE})
 
 
 def popen(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(  # noqa: S603  (our own argv: python, redis-server)
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_child_setup,
-        )
+    """``tests.support.rig.popen``, the child pinned to the server core (``_child_setup``)."""
+    return rig_popen(argv, env=env, log=log, setup=_child_setup)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -141,22 +122,9 @@ class Target:
         return int(self.data["users"][index]["id"])
 
 
-def start_redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-        + ["no", "--dir", str(tmp), "--maxclients", "20000"],
-        dict(os.environ),
-        tmp / "redis.log",
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
-            s.sendall(b"PING\r\n")
-            if s.recv(16).startswith(b"+PONG"):
-                return process, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.1)
-    raise RuntimeError("redis-server did not start")
+def start_redis(tmp: Path) -> RedisServer:
+    """The rig's redis-server (``tests.support.rig``), on the server core, many clients."""
+    return RedisServer(tmp, args=["--maxclients", "20000"], setup=_child_setup).start()
 
 
 def base_env(**extra: str) -> dict[str, str]:
@@ -181,9 +149,7 @@ def prepare_database(tmp: Path, redis_url: str) -> dict[str, Any]:
     db = tmp / "herald.sqlite3"
     env = base_env(DATABASE_URL=f"sqlite:///{db}", REDIS_URL=redis_url)
     started = time.monotonic()
-    subprocess.run(  # noqa: S603
-        [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
+    manage(["migrate", "--noinput", "-v", "0"], env, tmp)
     migrated = time.monotonic()
     out = tmp / "seed.json"
     subprocess.run(  # noqa: S603
@@ -234,15 +200,6 @@ def start_target(kind: str, tmp: Path, redis: subprocess.Popen[bytes], redis_url
             raise RuntimeError(f"{kind} did not become ready:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     return Target(kind, port, process, log, redis.pid, data)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 # Client --------------------------------------------------------------------------------------
@@ -719,13 +676,15 @@ def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    redis, redis_url = start_redis(tmp)
-    processes = [redis]
+    redis = start_redis(tmp)
+    redis_url = redis.url
+    assert redis.process is not None
+    processes = [redis.process]
     try:
         data = prepare_database(tmp, redis_url)
         targets = []
         for kind in args.kinds:
-            target = start_target(kind, tmp, redis, redis_url, data)
+            target = start_target(kind, tmp, redis.process, redis_url, data)
             processes.append(target.process)
             targets.append(target)
         print("servers: " + ", ".join(f"{t.kind} pid {t.pid} :{t.port}" for t in targets))

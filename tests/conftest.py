@@ -1,20 +1,38 @@
-"""Shared fixtures: users, login sessions with their tokens, API clients, the ASGI app."""
+"""Shared fixtures: users, login sessions with their tokens, API clients, the channel layer, a
+private redis-server; and the ``processes`` marker on every test that starts a process."""
 
-import contextlib
 import shutil
-import socket
-import subprocess
-import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.contrib.auth.models import Permission
 from rest_framework.test import APIClient
 
 from accounts import services
 from accounts.models import LoginSession
 from tests.factories import UserFactory
+from tests.support import asgi
+from tests.support.rig import RedisServer
+
+# Every test of these folders starts processes (daphne, redis-server, chromium).
+PROCESS_TIERS = ("crossprocess", "hardening", "e2e")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``processes`` every test that starts a process: the tests of ``PROCESS_TIERS`` and
+    every test using ``redis_url`` (``make test-fast`` runs ``-m "not processes"``). A fixture
+    that asks for ``redis_url`` at run time (``request.getfixturevalue``) marks its parameter
+    itself."""
+    here = Path(__file__).parent
+    for item in items:
+        path = Path(str(item.path))
+        tier = path.relative_to(here).parts[0] if here in path.parents else ""
+        if tier in PROCESS_TIERS or "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.processes)
 
 
 @pytest.fixture(autouse=True)
@@ -63,44 +81,37 @@ def login(db: Any) -> Callable[..., tuple[LoginSession, dict[str, str]]]:
 @pytest.fixture
 def api_client() -> Callable[..., APIClient]:
     """``api_client(access=None)`` → a DRF test client, bearer-authenticated when given a token."""
+    return asgi.api_client
 
-    def _client(access: str | None = None) -> APIClient:
-        client = APIClient()
-        if access:
-            client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
-        return client
 
-    return _client
+@pytest.fixture
+def as_user(login: Callable[..., Any]) -> Callable[[Any], APIClient]:
+    """``as_user(user)`` → an API client bearing the access token of a new login of ``user``."""
+    return lambda user: asgi.api_client(login(user)[1]["access"])
+
+
+@pytest.fixture
+def roomy(settings: Any) -> None:
+    """A rate limit high enough to send many frames in a row without tripping it."""
+    settings.HERALD = {**settings.HERALD, "WS_RATE": 1000.0, "WS_BURST": 1000}
+
+
+@pytest.fixture
+def layer() -> Iterator[Any]:
+    """The configured channel layer (in-memory under test), empty before and after the test."""
+    channel_layer = get_channel_layer()
+    async_to_sync(channel_layer.flush)()
+    yield channel_layer
+    async_to_sync(channel_layer.flush)()
 
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A private ``redis-server`` on a free port for this test session: its URL."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (.ci/system-deps installs it)")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp_path_factory.mktemp("redis"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", port), 1) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    break
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
+        server.stop()

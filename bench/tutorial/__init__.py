@@ -1,4 +1,4 @@
-"""A tutorial-style Channels app: the baseline Herald is measured against (issue 7).
+"""A tutorial-style Channels app: the baseline Herald is measured against.
 
 What the common tutorials do: the core ``RedisChannelLayer`` with its defaults, a JWT from the
 query string checked by a middleware that looks the user up in the database at every connect,

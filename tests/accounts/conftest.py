@@ -7,9 +7,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 
 from accounts.models import LoginSession
-from config.asgi import application
-
-from .helpers import Headers
+from tests.support.asgi import Sockets
 
 
 @pytest.fixture
@@ -29,20 +27,6 @@ async def open_ws() -> AsyncIterator[Callable[..., WebsocketCommunicator]]:
     """``open_ws(path="/ws/", headers=..., subprotocols=...)`` → a communicator on the full
     ASGI application (``config.asgi.application``: the auth middleware included). Every one is
     disconnected at teardown, which also re-raises any exception the application raised."""
-    opened: list[WebsocketCommunicator] = []
-
-    def _open(
-        path: str = "/ws/", *, headers: Headers | None = None, subprotocols: list[str] | None = None
-    ) -> WebsocketCommunicator:
-        comm = WebsocketCommunicator(
-            application, path, headers=list(headers or []), subprotocols=subprotocols
-        )
-        opened.append(comm)
-        return comm
-
-    yield _open
-    for comm in opened:
-        future = comm._future
-        if future is not None and future.cancelled():
-            continue  # a timed-out receive_output already cancelled it
-        await comm.disconnect()
+    sockets = Sockets()
+    yield sockets.open
+    await sockets.close()

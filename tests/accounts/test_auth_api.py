@@ -1,4 +1,4 @@
-"""The auth REST API (CONTRACT §2, §5): tokens, rotation and reuse, logout, login sessions,
+"""The auth REST API (docs/protocol.md, docs/security.md): tokens, rotation and reuse, logout, login sessions,
 ``/api/me/``, WebSocket tickets, CSRF, and the ``{detail, code}`` error shape."""
 
 import uuid
@@ -9,8 +9,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import LoginSession
-
-from .helpers import (
+from tests.support.auth import (
     claims_of,
     expired_access,
     session_key_of,

@@ -1,4 +1,4 @@
-"""Issue 4 in one process: token expiry and refresh on open sockets, every revocation path."""
+"""The token lifecycle in one process: token expiry and refresh on open sockets, every revocation path."""
 
 import json
 from datetime import timedelta
@@ -13,6 +13,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts import services
 from accounts.models import LoginSession
 from config.asgi import application
+from tests.support.asgi import closed_with
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,14 +33,6 @@ async def connect(token: str) -> tuple[WebsocketCommunicator, dict]:
     hello = await comm.receive_json_from(timeout=2)
     assert hello["type"] == "hello"
     return comm, hello
-
-
-async def closed_with(comm: WebsocketCommunicator, timeout: float = 2) -> int:
-    """Read frames until the close; return its code."""
-    while True:
-        out = await comm.receive_output(timeout=timeout)
-        if out["type"] == "websocket.close":
-            return out["code"]
 
 
 async def test_expiring_then_refresh_survives_old_expiry(alice, login):

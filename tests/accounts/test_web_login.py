@@ -1,4 +1,4 @@
-"""The web sign-in and sign-out pages (CONTRACT §5): a web login is a login session, and
+"""The web sign-in and sign-out pages (docs/security.md): a web login is a login session, and
 signing out revokes it and closes its sockets."""
 
 from typing import Any
@@ -8,8 +8,7 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from accounts.models import LoginSession
-
-from .helpers import (
+from tests.support.auth import (
     CLOSE_4401,
     assert_refused,
     call,

@@ -1,4 +1,4 @@
-"""The WebSocket handshake's authentication (CONTRACT §3.1, §3.3, §5), through the full ASGI
+"""The WebSocket handshake's authentication (docs/security.md), through the full ASGI
 application: every credential method, their precedence, every refusal and what it leaks."""
 
 import asyncio
@@ -14,8 +14,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from accounts import services
 from accounts.models import LoginSession
 from notifications import services as notification_services
-
-from .helpers import (
+from tests.support.auth import (
     ALLOWED_ORIGIN,
     CLOSE_4401,
     CLOSE_4403,

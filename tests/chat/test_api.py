@@ -1,4 +1,4 @@
-"""The rooms REST API (CONTRACT §2): rooms, direct rooms, members, history, posting."""
+"""The rooms REST API (docs/protocol.md): rooms, direct rooms, members, history, posting."""
 
 import uuid
 from typing import Any
@@ -8,8 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat.models import Membership, Message, Room
-
-from .conftest import send_as
+from tests.support.data import send_as
 
 pytestmark = pytest.mark.django_db
 

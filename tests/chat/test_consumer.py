@@ -1,7 +1,7 @@
 """Chat over ``/ws/`` through the full ASGI app: subscribe, send, replay, typing, read, presence.
 
-CONTRACT §3.2 (``subscribe``, ``unsubscribe``, ``message.send``, ``typing``, ``room.read``) and
-§4 (stored first; replay without gaps or duplicates). One process, in-memory channel layer; the
+The frames of docs/protocol.md (``subscribe``, ``unsubscribe``, ``message.send``, ``typing``,
+``room.read``) and its gap-free resume (stored first; replay without gaps or duplicates). One process, in-memory channel layer; the
 same behaviour across processes is in ``tests/crossprocess/test_chat.py``.
 """
 
@@ -14,8 +14,7 @@ from channels.db import database_sync_to_async
 
 from chat import presence, ws_handlers
 from chat.models import Membership, Message
-
-from .conftest import send_as
+from tests.support.data import send_as
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+
 from chat.presence import Entry, MemoryBackend, RedisBackend
 
 ROOM = 7
 
 
-@pytest.fixture(params=["memory", "redis"])
+# "redis" asks for ``redis_url`` at run time, out of the collection hook's sight: it starts
+# redis-server, so it carries the ``processes`` marker itself.
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.processes)])
 async def backends(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Any, Any]]:
     """Two backends as two processes see them (the same one for memory: one process)."""
     if request.param == "memory":

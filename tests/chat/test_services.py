@@ -1,4 +1,4 @@
-"""Chat services (STYLE: sync, asserting what is published after commit)."""
+"""Chat services: sync, asserting what is published after commit."""
 
 import json
 import uuid

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from .client import open_socket, recv_frame
+from tests.support.ws import open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 

@@ -1,4 +1,4 @@
-"""Chat across processes (issue 3): real daphne processes, a private redis-server, real clients.
+"""Chat across processes: real daphne processes, a private redis-server, real clients.
 
 Rooms are created over REST on the servers; users are created once, in the servers' database, by
 a ``manage.py shell`` subprocess as the harness does. The presence test that kills a process with
@@ -20,17 +20,9 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from .client import assert_silent, open_socket, recv_frame
-from .conftest import (
-    _CREATE_USERS,
-    PASSWORD,
-    Cluster,
-    Server,
-    User,
-    _crossprocess_env,
-    _manage,
-    _start_servers,
-)
+from tests.support.cluster import Cluster
+from tests.support.rig import Server, User
+from tests.support.ws import assert_silent, open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 
@@ -41,31 +33,22 @@ CHAT_USERS = ["chat_a", "chat_b", "chat_c", "chat_d"]
 
 
 @pytest.fixture(scope="module")
-def chat_users(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> dict[str, User]:
+def chat_users(cluster: Cluster) -> dict[str, User]:
     """Users of this module, created in the servers' database."""
-    tmp = tmp_path_factory.mktemp("chat-users")
-    env = _crossprocess_env(DATABASE_URL=cluster.database_url, REDIS_URL=cluster.redis_url)
-    spec = [(name, PASSWORD.format(name=name), False) for name in CHAT_USERS]
-    out = _manage(["shell", "-c", _CREATE_USERS], dict(env, XPROC_USERS=json.dumps(spec)), tmp)
-    line = next(li for li in out.splitlines() if li.startswith("XPROC_IDS="))
-    ids = json.loads(line.removeprefix("XPROC_IDS="))
-    return {name: User(name, ids[name], password) for name, password, _ in spec}
+    cluster.create_users(CHAT_USERS)
+    return {name: cluster.users[name] for name in CHAT_USERS}
 
 
 @pytest.fixture(scope="module")
-def short_ttl_servers(
-    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Server, Server]]:
+def short_ttl_servers(cluster: Cluster) -> Iterator[tuple[Server, Server]]:
     """Two more daphne processes of the deployment with presence TTL 3 s, refresh 1 s."""
-    tmp = tmp_path_factory.mktemp("chat-servers")
-    env = _crossprocess_env(
-        DATABASE_URL=cluster.database_url,
-        REDIS_URL=cluster.redis_url,
-        HERALD_PRESENCE_TTL=str(PRESENCE_TTL),
-        HERALD_PRESENCE_REFRESH=str(PRESENCE_REFRESH),
-    )
     with contextlib.ExitStack() as stack:
-        victim, observer = _start_servers(["victim", "observer"], env, tmp, stack)
+        victim, observer = cluster.start_servers(
+            ["victim", "observer"],
+            stack,
+            HERALD_PRESENCE_TTL=str(PRESENCE_TTL),
+            HERALD_PRESENCE_REFRESH=str(PRESENCE_REFRESH),
+        )
         yield victim, observer
 
 

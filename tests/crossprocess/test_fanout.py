@@ -1,4 +1,4 @@
-"""Notifications across processes: per-user fan-out and resume on another process (CONTRACT §4)."""
+"""Notifications across processes: per-user fan-out and resume on another process (docs/protocol.md)."""
 
 import asyncio
 import json
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .client import assert_silent, open_socket, recv_frame, recv_timed
+from tests.support.ws import assert_silent, open_socket, recv_frame, recv_timed
 
 pytestmark = pytest.mark.crossprocess
 

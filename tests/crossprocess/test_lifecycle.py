@@ -1,4 +1,4 @@
-"""The token lifecycle and every revocation path, across real processes (issue 4, CONTRACT §5).
+"""The token lifecycle and every revocation path, across real processes (docs/security.md).
 
 Short lifetimes run on ``short_pair`` (two more daphne processes with
 ``HERALD_ACCESS_TOKEN_LIFETIME=6`` and ``HERALD_WS_TICKET_LIFETIME=3``); revocations on the
@@ -24,20 +24,13 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .client import open_socket, recv_frame
-from .conftest import (
-    SHORT_ACCESS_LIFETIME,
-    SHORT_TICKET_LIFETIME,
-    Cluster,
-    Server,
-    Tokens,
-    create_users,
-    run_shell,
-)
+from tests.support.cluster import SHORT_ACCESS_LIFETIME, SHORT_TICKET_LIFETIME, Cluster
+from tests.support.rig import Server, Tokens
+from tests.support.ws import open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 
-CLOSE_WITHIN = 1.0  # s: a revoked session's sockets close on every process within this (§5)
+CLOSE_WITHIN = 1.0  # s: a revoked session's sockets close on every process within this
 EXPIRY_GRACE = 1.5  # s: an unrefreshed socket closes within this after its token's expiry
 WARN_GRACE = 1.0  # s: auth.expiring arrives within this after it is due
 TIMEOUT = 15.0  # s: for anything that should happen at once, on a loaded machine
@@ -65,7 +58,7 @@ USERS = [
 @pytest.fixture(scope="module")
 def users(cluster: Cluster) -> Cluster:
     """The module's users in ``cluster.users``: one shell process for all of them."""
-    create_users(cluster, USERS, superusers=(ADMIN,))
+    cluster.create_users(USERS, superusers=(ADMIN,))
     return cluster
 
 
@@ -552,7 +545,7 @@ user.save()
 async def save_in_shell(cluster: Cluster, metrics: dict[str, Any], name: str, **env: str) -> float:
     """Run ``_SAVE_IN_SHELL`` for user ``name`` in a third process; when it called ``save()``."""
     out = await asyncio.to_thread(
-        run_shell, cluster, _SAVE_IN_SHELL, XPROC_USER=str(cluster.users[name].id), **env
+        cluster.shell, _SAVE_IN_SHELL, XPROC_USER=str(cluster.users[name].id), **env
     )
     values = {
         key: float(value)

@@ -1,4 +1,4 @@
-"""Credentials in URLs never reach a log line, in any process (CONTRACT §3.1, item 4)."""
+"""Credentials in URLs never reach a log line, in any process (docs/security.md, "Logs")."""
 
 import asyncio
 import time
@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from .client import open_socket
+from tests.support.ws import open_socket
 
 pytestmark = pytest.mark.crossprocess
 

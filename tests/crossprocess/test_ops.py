@@ -1,4 +1,4 @@
-"""Operations across processes (issue 8): metrics summed over two daphne processes, readiness
+"""Operations across processes: metrics summed over two daphne processes, readiness
 when Redis stops, the admin's census and send form across processes, JSON logs without
 credentials, and the sample nginx config in front of two processes.
 
@@ -25,22 +25,10 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from .client import close_code, open_socket, recv_frame
-from .conftest import (
-    ROOT,
-    SHORT_ACCESS_LIFETIME,
-    Cluster,
-    Server,
-    _crossprocess_env,
-    _popen,
-    _start_redis,
-    _start_servers,
-    _stop,
-    _tail,
-    create_users,
-    free_port,
-    start_servers_like,
-)
+from tests.support.cluster import SHORT_ACCESS_LIFETIME, Cluster
+from tests.support.metrics import scrape_value
+from tests.support.rig import ROOT, Server, free_port, popen, start_redis, start_servers, stop, tail
+from tests.support.ws import close_code, open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 
@@ -50,12 +38,11 @@ SCRAPE = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 @pytest.fixture(scope="module")
 def ops_pair(cluster: Cluster) -> Iterator[tuple[Server, Server]]:
-    create_users(cluster, ["ops_a", "ops_b", "ops_logs", "ops_nginx", "ops_root"], ("ops_root",))
+    cluster.create_users(["ops_a", "ops_b", "ops_logs", "ops_nginx", "ops_root"], ("ops_root",))
     metrics_dir = tempfile.mkdtemp(prefix="herald-ops-metrics-")
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, metrics_dir, ignore_errors=True)
-        pair = start_servers_like(
-            cluster,
+        pair = cluster.start_servers(
             ["ops1", "ops2"],
             stack,
             PROMETHEUS_MULTIPROC_DIR=metrics_dir,
@@ -72,19 +59,6 @@ async def scrape(server: Server) -> str:
     return answer.text
 
 
-def value(text: str, name: str, **labels: str) -> float:
-    """``name{labels}`` in Prometheus text (summed over unmatched labels; 0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.match(r"^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$", line)
-        if not match or match[1] != name:
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', match[2] or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match[3])
-    return total
-
-
 async def test_metrics_move_with_sockets_and_frames_across_two_processes(cluster, ops_pair):
     ops1, ops2 = ops_pair
     tokens = await cluster.login("ops_a", ops1)
@@ -92,7 +66,7 @@ async def test_metrics_move_with_sockets_and_frames_across_two_processes(cluster
     before = await scrape(ops1)
 
     def delta(text: str, name: str, **labels: str) -> float:
-        return value(text, name, **labels) - value(before, name, **labels)
+        return scrape_value(text, name, **labels) - scrape_value(before, name, **labels)
 
     sockets = [
         (await open_socket(ops1.ws, access=tokens.access))[0],
@@ -251,16 +225,16 @@ async def test_readiness_goes_503_when_redis_stops(cluster):
     with contextlib.ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="herald-ops-redis-"))
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
-        redis_url = _start_redis(tmp, stack)
-        env = _crossprocess_env(DATABASE_URL=cluster.database_url, REDIS_URL=redis_url)
-        (server,) = await asyncio.to_thread(_start_servers, ["ready"], env, tmp, stack)
+        redis = start_redis(tmp, stack)
+        (server,) = await asyncio.to_thread(
+            start_servers, ["ready"], cluster.env(REDIS_URL=redis.url), tmp, stack
+        )
         async with httpx.AsyncClient(base_url=server.http, timeout=30) as http:
             ready = await http.get("/readyz")
             assert ready.status_code == 200
             assert ready.json() == {"db": "ok", "channel_layer": "ok"}
 
-            port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            with socket.create_connection(("127.0.0.1", redis.port), timeout=5) as sock:
                 sock.sendall(b"SHUTDOWN NOSAVE\r\n")
                 with contextlib.suppress(OSError):
                     sock.recv(64)
@@ -316,10 +290,10 @@ async def test_the_sample_nginx_config_serves_websockets_and_api(cluster, ops_pa
             [NGINX, "-t", "-c", str(config), "-p", str(tmp)], capture_output=True, text=True
         )
         assert check.returncode == 0, check.stderr
-        process = _popen(
+        process = popen(
             [NGINX, "-c", str(config), "-p", str(tmp)], env=dict(os.environ), log=tmp / "out.log"
         )
-        stack.callback(_stop, process)
+        stack.callback(stop, process)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         last = ""
@@ -329,8 +303,8 @@ async def test_the_sample_nginx_config_serves_websockets_and_api(cluster, ops_pa
                 if answer.status_code == 200:
                     break
                 last = f"{answer.status_code} {answer.text[:300]}"
-            assert process.poll() is None, _tail(tmp / "error.log")
-            assert time.monotonic() < deadline, f"{last}\n{_tail(tmp / 'herald.access.log')}"
+            assert process.poll() is None, tail(tmp / "error.log")
+            assert time.monotonic() < deadline, f"{last}\n{tail(tmp / 'herald.access.log')}"
             await asyncio.sleep(0.2)
 
         user = cluster.users["ops_nginx"]
@@ -371,7 +345,7 @@ async def test_the_sample_nginx_config_serves_websockets_and_api(cluster, ops_pa
 async def test_sigterm_closes_every_socket_with_1001(cluster, ops_pair):
     """``python -m config.serve`` sends "going away" before stopping (plain daphne: 1006)."""
     with contextlib.ExitStack() as stack:
-        (server,) = await asyncio.to_thread(start_servers_like, cluster, ["sigterm"], stack)
+        (server,) = await asyncio.to_thread(cluster.start_servers, ["sigterm"], stack)
         tokens = await cluster.login("ops_a", server)
         sockets = [(await open_socket(server.ws, access=tokens.access))[0] for _ in range(3)]
         started = time.monotonic()
@@ -386,7 +360,7 @@ async def test_the_client_examples_send_listen_refresh_and_resume(cluster, ops_p
     """docs/examples: a notification sent before the listener starts arrives by ``resume``, one
     sent after several access-token lifetimes arrives on the same socket (``auth.refresh``)."""
     short1, _ = short_pair
-    create_users(cluster, ["ops_listen"])
+    cluster.create_users(["ops_listen"])
     listener = cluster.users["ops_listen"]
     service = cluster.users["service"]
     examples = ROOT / "docs" / "examples"

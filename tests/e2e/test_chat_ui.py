@@ -10,7 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PHONE, Site, open_tab, screenshot, wait_connected
+from tests.support.browser import PHONE, Site, open_tab, screenshot, wait_connected
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -87,8 +87,8 @@ def test_the_bell_counts_live_and_read_state_follows_in_other_tabs(site: Site, s
     for tab in (one, two):
         expect(tab.page.locator("#bell-count")).to_be_hidden()
 
-    site.notify("cy", "Build #41 passed", "main is green")
-    site.notify("cy", "Disk almost full", "db-2 at 91 %")
+    site.notify_user("cy", "Build #41 passed", "main is green")
+    site.notify_user("cy", "Disk almost full", "db-2 at 91 %")
     for tab in (one, two):
         expect(tab.page.locator("#bell-count")).to_have_text("2", timeout=2_000)
 
@@ -167,7 +167,7 @@ def test_user_content_is_text_never_markup(site: Site, sign_in):
     composer = fay.page.get_by_label("Message", exact=True)
     composer.fill(XSS)
     composer.press("Enter")
-    site.notify("gus", XSS, XSS)
+    site.notify_user("gus", XSS, XSS)
 
     live = message(gus.page, XSS)
     expect(live).to_have_count(1, timeout=2_000)  # arrived live, over the socket
@@ -188,7 +188,9 @@ def test_user_content_is_text_never_markup(site: Site, sign_in):
 
 
 def test_screenshots(site: Site, sign_in, browser):
-    """The main pages, with a little conversation, for the README (docs/screenshots/)."""
+    """The main pages, with a little conversation, for the README: written to
+    ``build/screenshots/``, or to ``$HERALD_SCREENSHOTS_DIR`` (``docs/screenshots`` for the
+    README's pictures)."""
     general = site.room("ann", "general", ["ben", "chen"])
     design = site.room("ben", "design", ["ann", "chen"])
     site.rest("chen", "POST", "/api/rooms/", {"direct_with": site.users["ann"].id})
@@ -202,8 +204,8 @@ def test_screenshots(site: Site, sign_in, browser):
         site.post(author, general, body)
     site.post("chen", design, "New icons are in the Figma file.")
     site.post("ben", design, "Looks great, shipping them with 2.4.")
-    site.notify("ann", "Deploy finished", "herald 2.4.0 is live on production.")
-    site.notify("ann", "Build #142 passed", "All 318 tests green on main.")
+    site.notify_user("ann", "Deploy finished", "herald 2.4.0 is live on production.")
+    site.notify_user("ann", "Build #142 passed", "All 318 tests green on main.")
     site.token("ann")  # an API login session, so "Your devices" lists two
 
     # The sign-in page, before anyone signs in.

@@ -1,4 +1,4 @@
-"""Dev settings with a one-second ``group_expiry`` passed to the channel layer (issue 6).
+"""Dev settings with a one-second ``group_expiry`` passed to the channel layer.
 
 The core ``RedisChannelLayer`` would drop a socket's group membership after it; the pub/sub
 layer has no such setting and ignores the keyword, which ``test_failures.py`` demonstrates by

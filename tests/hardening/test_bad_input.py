@@ -1,4 +1,4 @@
-"""Bad input against live daphne processes (issue 6; CONTRACT §3.2, §3.3).
+"""Bad input against live daphne processes (docs/protocol.md, docs/reliability.md).
 
 The in-process tests (``tests/notifications/test_consumer.py``, ``test_frames.py``) check the
 parser and the consumer frame by frame; these check what a real server process does with the
@@ -15,9 +15,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.crossprocess.client import close_code, open_socket, recv_frame
-
-from .conftest import Rig, traceback_free
+from tests.support.hardening import Rig, traceback_free
+from tests.support.ws import close_code, open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 

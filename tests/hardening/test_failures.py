@@ -1,4 +1,4 @@
-"""Failures of Redis and of daphne processes (issue 6; docs/reliability.md).
+"""Failures of Redis and of daphne processes (docs/reliability.md).
 
 All on the rig's ``fragile`` redis-server and its processes ``f1``, ``f2``, ``victim``; the
 tests run in file order (stop/start, then flush, then SIGKILL) and each leaves Redis up.
@@ -13,9 +13,8 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.crossprocess.client import close_code, open_socket, recv_frame
-
-from .conftest import Rig, sigkill
+from tests.support.hardening import Rig
+from tests.support.ws import close_code, open_socket, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 
@@ -61,7 +60,7 @@ async def test_redis_stopped_then_back(rig: Rig) -> None:
     ids = [rig.users["down_a"].id, rig.users["down_b"].id]
     old_a, _ = await open_socket(f1.ws, access=a.access)
     old_b, _ = await open_socket(f2.ws, access=b.access)
-    assert (await rig.notify(svc, f1, ids, "before")).status_code == 201
+    assert (await rig.post_notification(svc, f1, ids, "before")).status_code == 201
     seq_a = (await _until_notification(old_a, "before"))["seq"]
     await _until_notification(old_b, "before")
 
@@ -81,7 +80,7 @@ async def test_redis_stopped_then_back(rig: Rig) -> None:
         assert took < 3.5
 
         # REST writes still store; the live push is lost (logged), `resume` recovers it.
-        answer = await rig.notify(svc, f1, ids, "during")
+        answer = await rig.post_notification(svc, f1, ids, "during")
         assert answer.status_code == 201, answer.text
     finally:
         redis.start()
@@ -110,7 +109,7 @@ async def test_redis_stopped_then_back(rig: Rig) -> None:
         await new_a.send(json.dumps({"type": "resume", "notifications_since": seq_a, "ref": "r"}))
         replayed = await _until_notification(new_a, "during")
         assert replayed["seq"] == seq_a + 1
-        assert (await rig.notify(svc, f2, ids, "after")).status_code == 201
+        assert (await rig.post_notification(svc, f2, ids, "after")).status_code == 201
         await _until_notification(new_a, "after")
         await _until_notification(new_b, "after")
     finally:
@@ -141,7 +140,7 @@ async def test_flushall_keeps_sockets_receiving_and_revocations_revoked(rig: Rig
         # Subscriptions are not keys: the groups of both sockets are still subscribed.
         channels = {c.decode() for c in redis.client().pubsub_channels("herald__group__*")}
         assert {f"herald__group__user.{i}" for i in ids} <= channels
-        assert (await rig.notify(svc, f2, ids, "after-flush")).status_code == 201
+        assert (await rig.post_notification(svc, f2, ids, "after-flush")).status_code == 201
         await _until_notification(ws_a, "after-flush", timeout=5)
         await _until_notification(ws_b, "after-flush", timeout=5)
         await _pong(ws_a)
@@ -177,17 +176,17 @@ async def test_sigkill_of_one_process(rig: Rig) -> None:
     ws_b, _ = await open_socket(victim.ws, access=b.access)
     for ws in (ws_a, ws_b):
         await ws.send(json.dumps({"type": "subscribe", "room": room, "ref": "s"}))
-    assert (await rig.notify(svc, f1, [ida, idb], "alive")).status_code == 201
+    assert (await rig.post_notification(svc, f1, [ida, idb], "alive")).status_code == 201
     seq_b = (await _until_notification(ws_b, "alive"))["seq"]
     await _until_notification(ws_a, "alive")
 
-    sigkill(victim)
+    victim.kill()
     await asyncio.wait_for(ws_b.wait_closed(), 10)  # dropped: 1006
     with pytest.raises(ConnectionClosed):
         await ws_b.recv()
 
     # Meanwhile: a notification and a room message for kill_b, whose socket is gone.
-    assert (await rig.notify(svc, f1, [ida, idb], "while-dead")).status_code == 201
+    assert (await rig.post_notification(svc, f1, [ida, idb], "while-dead")).status_code == 201
     await _until_notification(ws_a, "while-dead")  # the other process is unaffected
     client_id = str(uuid.uuid4())
     await ws_a.send(
@@ -227,7 +226,7 @@ async def test_sockets_outlive_a_group_expiry(rig: Rig) -> None:
         keys = [k.decode() for k in rig.stable.client().keys("*")]
         assert not [k for k in keys if "group" in k], keys  # no membership stored as a key
         await asyncio.sleep(4)
-        answer = await rig.notify(svc, server, [rig.users["aged"].id], "aged")
+        answer = await rig.post_notification(svc, server, [rig.users["aged"].id], "aged")
         assert answer.status_code == 201
         await _until_notification(ws, "aged", timeout=5)
     finally:

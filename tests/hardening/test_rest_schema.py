@@ -1,4 +1,4 @@
-"""The REST API against its own OpenAPI schema, on a live daphne (issue 6; CONTRACT §2).
+"""The REST API against its own OpenAPI schema, on a live daphne (docs/protocol.md).
 
 schemathesis generates requests from ``/api/schema/`` (drf-spectacular) for every operation:
 no answer may be a 5xx, and every answer must match the schema. Operations that end the
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
-from .conftest import Rig
+from tests.support.hardening import Rig
 
 pytestmark = pytest.mark.crossprocess
 

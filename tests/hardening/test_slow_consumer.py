@@ -1,4 +1,4 @@
-"""A client that stops reading while thousands of notifications are pushed (issue 6).
+"""A client that stops reading while thousands of notifications are pushed.
 
 daphne's ``send`` never blocks, so without a bound its write buffer for that socket would grow
 with every push. ``fuzz`` runs with ``HERALD_WS_MAX_BACKLOG_BYTES`` 256 KiB and
@@ -13,9 +13,8 @@ import time
 import httpx
 import pytest
 
-from tests.crossprocess.client import open_socket, recv_frame
-
-from .conftest import FUZZ_SEND_TIMEOUT, Rig, raw_ws, traceback_free
+from tests.support.hardening import FUZZ_SEND_TIMEOUT, Rig, traceback_free
+from tests.support.ws import open_socket, raw_ws, recv_frame
 
 pytestmark = pytest.mark.crossprocess
 

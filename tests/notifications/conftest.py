@@ -1,56 +1,14 @@
 """Fixtures of the notifications suite: channel-layer listeners, sockets, threads' database."""
 
-import asyncio
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.db import connection
 
-from config.asgi import application
 from realtime import groups
-from notifications.models import Notification, NotificationCounter
-
-
-@pytest.fixture
-def layer() -> Iterator[Any]:
-    """The configured channel layer (in-memory under test), empty before and after the test."""
-    channel_layer = get_channel_layer()
-    async_to_sync(channel_layer.flush)()
-    yield channel_layer
-    async_to_sync(channel_layer.flush)()
-
-
-class Listener:
-    """A channel in one group, as a socket's consumer would be; drains what reached it."""
-
-    def __init__(self, channel_layer: Any, group: str) -> None:
-        self.layer, self.group = channel_layer, group
-        self.channel = async_to_sync(channel_layer.new_channel)()
-        async_to_sync(channel_layer.group_add)(group, self.channel)
-
-    async def _drain(self) -> list[dict[str, Any]]:
-        received = []
-        while True:
-            try:
-                event = await asyncio.wait_for(self.layer.receive(self.channel), 0.02)
-                event.pop("published_at", None)  # the publisher's latency stamp (config.metrics)
-                received.append(event)
-            except TimeoutError:
-                return received
-
-    def events(self) -> list[dict[str, Any]]:
-        """Every event published to the group since the last call, in order."""
-        return async_to_sync(self._drain)()
-
-    def frames(self) -> list[dict[str, Any]]:
-        """The client frames those events carry (``text``), decoded."""
-        return [json.loads(event["text"]) for event in self.events()]
+from tests.support.asgi import Listener, Sockets
 
 
 @pytest.fixture
@@ -66,30 +24,9 @@ async def connect(layer: Any) -> AsyncIterator[Callable[..., Any]]:
     Runs the full ASGI application (auth middleware included). The hello frame is left
     unread. Every socket is disconnected at teardown.
     """
-    opened: list[WebsocketCommunicator] = []
-
-    async def _connect(access: str) -> WebsocketCommunicator:
-        communicator = WebsocketCommunicator(application, f"/ws/?token={access}")
-        connected, _ = await communicator.connect()
-        assert connected
-        opened.append(communicator)
-        return communicator
-
-    yield _connect
-    for communicator in opened:
-        await communicator.disconnect()
-
-
-def notifications_bulk(user: Any, count: int, *, start: int = 1) -> list[Notification]:
-    """Store ``count`` notifications of ``user`` with seqs ``start..`` (test data set-up only)."""
-    rows = Notification.objects.bulk_create(
-        Notification(recipient=user, seq=seq, title=f"n{seq}")
-        for seq in range(start, start + count)
-    )
-    NotificationCounter.objects.update_or_create(
-        user=user, defaults={"last_seq": start + count - 1}
-    )
-    return rows
+    sockets = Sockets()
+    yield sockets.connect
+    await sockets.close()
 
 
 @pytest.fixture

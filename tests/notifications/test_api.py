@@ -1,4 +1,4 @@
-"""REST: ``/api/notifications/`` (CONTRACT §2): send, list, read state, and the error shape."""
+"""REST: ``/api/notifications/`` (docs/protocol.md): send, list, read state, and the error shape."""
 
 from typing import Any
 
@@ -8,8 +8,7 @@ from django.contrib.auth import get_user_model
 from notifications import services
 from notifications.models import Notification
 from notifications.serializers import NotificationCreateSerializer
-
-from .conftest import notifications_bulk
+from tests.support.data import notifications_bulk
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +20,6 @@ def nested(depth: int) -> Any:
     for _ in range(depth):
         value = [value]
     return value
-
-
-@pytest.fixture
-def as_user(login, api_client):
-    """``as_user(user)`` → an API client with a bearer access token of a fresh login."""
-
-    def _as(user: Any):
-        _, tokens = login(user)
-        return api_client(tokens["access"])
-
-    return _as
 
 
 def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The ``/ws/`` consumer through the full ASGI app (CONTRACT §3.2, §3.3, §4)."""
+"""The ``/ws/`` consumer through the full ASGI app (docs/protocol.md, docs/security.md)."""
 
 import asyncio
 import json
@@ -10,8 +10,8 @@ from channels.db import database_sync_to_async
 
 from notifications import services
 from notifications.models import Notification
-
-from .conftest import notifications_bulk
+from tests.support.asgi import closed_with
+from tests.support.data import notifications_bulk
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,14 +26,6 @@ async def hello(ws: Any) -> dict[str, Any]:
     first = await frame(ws)
     assert first["type"] == "hello", first
     return first
-
-
-async def closed_with(ws: Any) -> int:
-    """The close code the server sent (after any frames still in flight)."""
-    while True:
-        message = await ws.receive_output(timeout=2)
-        if message["type"] == "websocket.close":
-            return message["code"]
 
 
 async def still_open(ws: Any, ref: Any = "alive") -> None:
@@ -53,20 +45,6 @@ def open_socket(connect, login):
         return ws
 
     return _open
-
-
-@pytest.fixture
-def as_user(login, api_client):
-    def _as(user: Any) -> Any:
-        return api_client(login(user)[1]["access"])
-
-    return _as
-
-
-@pytest.fixture
-def roomy(settings):
-    """A rate limit high enough to send many frames in a row without tripping it."""
-    settings.HERALD = {**settings.HERALD, "WS_RATE": 1000.0, "WS_BURST": 1000}
 
 
 async def test_first_frame_is_hello(connect, login, alice):

@@ -9,9 +9,9 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import Group
 
-from realtime import groups
 from chat.models import Message, Room
 from notifications.models import Notification
+from realtime import groups
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -1,4 +1,4 @@
-"""Log lines: JSON with the socket's context, and never a token or ticket (CONTRACT §3.1)."""
+"""Log lines: JSON with the socket's context, and never a token or ticket (docs/security.md)."""
 
 import io
 import json

@@ -1,4 +1,4 @@
-"""``/metrics``: who may scrape it, and REST requests counted by route pattern (CONTRACT §2)."""
+"""``/metrics``: who may scrape it, and REST requests counted by route pattern (docs/protocol.md)."""
 
 import os
 import subprocess
@@ -11,8 +11,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from config import metrics_dir
 from tests.factories import UserFactory
-
-from .conftest import scrape_value
+from tests.support.metrics import scrape_value
 
 pytestmark = pytest.mark.django_db
 TOKEN = "scrape-token-for-tests-0123456789"

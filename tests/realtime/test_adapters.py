@@ -9,8 +9,8 @@ others, or a socket that acked ``subscribe`` and then hears nothing.
 import asyncio
 from collections.abc import AsyncIterator
 
-import pytest
 import channels_redis.pubsub
+import pytest
 from twisted.internet.abstract import FileDescriptor
 
 from realtime import adapters, resilience

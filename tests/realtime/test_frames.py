@@ -15,7 +15,7 @@ def parse(text: str) -> frames.Frame | frames.FrameError:
     return frames.parse(text, registry.models)
 
 
-CONTRACT_CODES = {str(code) for code in ErrorCode}
+PROTOCOL_CODES = {str(code) for code in ErrorCode}
 PARSE_CODES = {"invalid_json", "invalid_message"}
 BIG = 2**63 - 1
 
@@ -34,7 +34,7 @@ def check_answerable(result: frames.Frame | frames.FrameError) -> None:
     """Whatever came out, the server's answer can go on the wire: UTF-8 JSON text."""
     assert isinstance(result, frames.Frame | frames.FrameError)
     if isinstance(result, frames.FrameError):
-        assert result.code in CONTRACT_CODES
+        assert result.code in PROTOCOL_CODES
         assert result.code in PARSE_CODES
         assert isinstance(result.detail, str)
         assert result.detail

@@ -1,4 +1,5 @@
-"""Helpers of the auth suites: sockets through the full ASGI app, web logins, hostile tokens."""
+"""Credentials for the authentication suites: hostile tokens, web logins, tickets, handshakes
+through the full ASGI app (``tests.support.asgi``)."""
 
 from collections.abc import Callable
 from datetime import timedelta
@@ -15,12 +16,12 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from notifications import events
 from realtime import groups, publisher
+from tests.support.asgi import Headers
 
 ALLOWED_ORIGIN = "http://localhost:8000"
 CLOSE_4401 = {"type": "websocket.close", "code": 4401}
 CLOSE_4403 = {"type": "websocket.close", "code": 4403}
 
-Headers = list[tuple[bytes, bytes]]
 PROBE_UNREAD = 424242  # marks the frame of ``probe_groups``
 
 
@@ -131,7 +132,8 @@ TOKEN_METHODS = ("header", "subprotocol", "query")
 
 
 def credential(method: str, raw: str) -> dict[str, Any]:
-    """``open_ws`` keyword arguments presenting ``raw`` by one method of CONTRACT §3.1."""
+    """``open_ws`` keyword arguments presenting ``raw`` by one of the WebSocket's credential
+    methods (docs/security.md, "WebSocket credentials")."""
     if method == "header":
         return {"headers": bearer(raw)}
     if method == "subprotocol":
