@@ -7,10 +7,11 @@ They call services; nothing here touches the channel layer.
 from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
-from django.db.models.signals import post_save
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from . import services
+from . import selectors, services
 from .models import LoginSession, User
 
 
@@ -47,7 +48,17 @@ def _on_user_saved(sender: Any, instance: User, created: bool, **kwargs: Any) ->
     session but the request's own (4401). Any ``save()`` counts, the admin form's included."""
     deactivated, password_changed = (False, False) if created else instance.credential_changes()
     instance.remember_credentials()
+    # Handshakes read the user's state from the cache (accounts.selectors.socket_identity):
+    # write it through on every save, before the sessions are revoked.
+    transaction.on_commit(lambda: selectors.user_remember(instance), robust=True)
     if deactivated or password_changed:
         services.user_changed_credentials(
             user=instance, deactivated=deactivated, password_changed=password_changed
         )
+
+
+@receiver(post_delete, sender=User, dispatch_uid="herald_user_deleted")
+def _on_user_deleted(sender: Any, instance: User, **kwargs: Any) -> None:
+    """A deleted user's cached state goes too (their sessions go with the rows)."""
+    user_id = instance.pk
+    transaction.on_commit(lambda: selectors.user_forget(user_id), robust=True)

@@ -48,8 +48,8 @@ def login_session_create(
 ) -> LoginSession:
     """Store a new login session for ``user`` (``kind`` is ``"web"`` or ``"api"``).
 
-    Its state is cached once the row commits, so the login's first request or WebSocket
-    handshake finds it without a query (``selectors.login_session_user_id``).
+    Its state and the user's are cached once the row commits, so the login's first request or
+    WebSocket handshake finds them without a query (``selectors.socket_identity``).
     """
     session = LoginSession.objects.create(
         user=user,
@@ -58,7 +58,12 @@ def login_session_create(
         ip=ip or None,
         django_session_key=django_session_key,
     )
-    transaction.on_commit(lambda: selectors.login_session_remember(session), robust=True)
+
+    def remember() -> None:
+        selectors.login_session_remember(session)
+        selectors.user_remember(user)
+
+    transaction.on_commit(remember, robust=True)
     return session
 
 
@@ -81,7 +86,7 @@ def login_session_touch(*, session_id: Any) -> None:
     """Record activity on a login session: ``last_seen_at = now``, throttled by the cache so a
     busy socket or API client costs one write a minute, not one per frame or request."""
     try:
-        due = cache.add(f"herald:login-session-seen:{session_id}", 1, _TOUCH_EVERY)
+        due = cache.add(selectors.seen_cache_key(session_id), 1, _TOUCH_EVERY)
     except Exception:  # cache down (Redis): skip the bookkeeping rather than fail the request
         return
     if due:

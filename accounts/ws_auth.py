@@ -25,7 +25,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
 
-from realtime.handshake import Handshake
+from realtime.handshake import Handshake, SocketUser
 from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, Close
 
 from . import selectors, services, tokens
@@ -124,9 +124,11 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
     """Check one credential and say who it is (``close_code`` None) or how to close.
 
     Each check is the one a fresh REST request would get: an ``AccessToken`` (never a refresh
-    token), its login session active (one cache read), the user existing and active. A refused
-    credential gets 4401, an inactive user 4403 (docs/security.md, "Close codes a client must
-    handle"). Sync: runs in one ``database_sync_to_async`` hop.
+    token), its login session active, the user existing and active. A refused credential gets
+    4401, an inactive user 4403 (docs/security.md, "Close codes a client must handle"). For a
+    token or a ticket the user and the session come from one cache round trip, and the database
+    only on a cache miss (``selectors.socket_identity``); a cookie is checked as Django's
+    ``auth.get_user`` does. Sync: runs in one ``database_sync_to_async`` hop.
     """
     refused = Handshake(AnonymousUser(), None, method, Close.UNAUTHENTICATED, subprotocol)
     expires_at = warn_at = close_at = None
@@ -151,19 +153,24 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
         user_id = int(user_id)
     except (TypeError, ValueError):
         return refused
-    user = _user_or_none(user_id)
-    if user is None:
+    if session_id is None:
         return refused
-    # Before the session check: deactivation also revokes the user's sessions, and a client
-    # reconnecting with a still-unexpired token must hear 4403 (stop), not 4401
-    # (get a new token and reconnect): docs/security.md, "Close codes a client must handle".
-    if not user.is_active:
+    found = selectors.socket_identity(user_id=user_id, session_id=session_id)
+    if found.state == "inactive":
         return replace(refused, close_code=Close.FORBIDDEN)
-    if session_id is None or selectors.login_session_user_id(session_id) != user_id:
+    if found.state != "ok":
         return refused
-    services.login_session_touch(session_id=session_id)
+    if not found.seen:
+        services.login_session_touch(session_id=session_id)
     return Handshake(
-        user, str(session_id), method, None, subprotocol, expires_at, warn_at, close_at
+        SocketUser(user_id, found.username),
+        str(session_id),
+        method,
+        None,
+        subprotocol,
+        expires_at,
+        warn_at,
+        close_at,
     )
 
 

@@ -6,7 +6,8 @@ from typing import Annotated, Literal
 from channels.db import database_sync_to_async
 from pydantic import Field
 
-from realtime.consumer import Socket, iso
+from realtime.consumer import Socket
+from realtime.events import iso
 from realtime.frames import Frame, ServerFrame
 from realtime.registry import Handlers, register
 

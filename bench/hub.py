@@ -5,7 +5,8 @@ for the same frames. A client connects to ``/ws/?uid=N`` (no ``uid``: a control 
 never a recipient) and gets ``{"type": "hello"}``. Commands are JSON text frames:
 
 - ``{"op": "bcast", "mark": s}``: one frame, encoded once, to every user socket (W2);
-- ``{"op": "each", "mark": s}``: a distinct frame, encoded per user, to every user socket (W3);
+- ``{"op": "each", "mark": s, "recipients"?: [uid]}``: a distinct frame, encoded per user, to
+  every user socket (W3), or only to those of ``recipients`` (``raw_asgi``'s ``POST /notify/``);
 - ``{"op": "join", "room": r}``: join room ``r`` (answered with ``{"type": "ack"}``);
 - ``{"op": "msg", "room": r, "body": s}``: one frame, encoded once, to every socket of the room.
 """
@@ -36,6 +37,16 @@ class Hub:
             for members in self.rooms.values():
                 members.pop(uid, None)
 
+    def each(self, mark: str, recipients: list[int] | None = None) -> list[tuple[list[Send], str]]:
+        """A frame encoded per user, to every user socket or to those of ``recipients``."""
+        users = self.users
+        if recipients is not None:
+            users = {u: users[u] for u in recipients if u in users}
+        return [
+            ([to], json.dumps({"type": "notification", "user": user, "mark": mark}))
+            for user, to in users.items()
+        ]
+
     def handle(self, uid: int | None, send: Send, text: str) -> list[tuple[list[Send], str]]:
         """The frames one command causes: ``[(sockets, text)]``."""
         command = json.loads(text)
@@ -44,10 +55,7 @@ class Hub:
             frame = json.dumps({"type": "notification", "notification": {"title": command["mark"]}})
             return [(list(self.users.values()), frame)]
         if op == "each":
-            return [
-                ([to], json.dumps({"type": "notification", "user": user, "mark": command["mark"]}))
-                for user, to in self.users.items()
-            ]
+            return self.each(command["mark"], command.get("recipients"))
         if op == "join":
             self.rooms.setdefault(command["room"], {})[uid if uid is not None else -1] = send
             return [([send], json.dumps({"type": "ack", "room": command["room"]}))]

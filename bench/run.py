@@ -3,13 +3,20 @@
 ``python -m bench.run [--rounds 3] [--out bench/out]``. Servers (and Redis) run on core 0, this
 client on core 1 (``sched_setaffinity``); every workload runs on every server once per round,
 the server order rotated each round (A/B interleaved), and the table shows medians over the
-rounds. Server CPU comes from ``/proc/<pid>/stat`` (utime + stime, all threads), memory from
-``/proc/<pid>/status`` (VmRSS). Method and results: docs/performance.md.
+rounds. The pool's set-up (with the subscribe rows) runs once per server; W4, the huge room,
+the 10-in-flight POSTs and the sustained load run in the last round only. Server CPU comes
+from ``/proc/<pid>/stat`` (utime + stime, all threads), memory from ``/proc/<pid>/status``
+(VmRSS). Method and results: docs/performance.md.
+
+Knobs, to shrink a run while developing (environment): ``BENCH_ROOM_MEMBERS`` (1000),
+``BENCH_HUGE_MEMBERS`` (10000; 0 skips), ``BENCH_SUSTAIN_SECONDS`` (30 per step; 0 skips),
+``BENCH_SUSTAIN_MAX`` (6400 deliveries/s), ``BENCH_POST_SECONDS`` (10).
 """
 
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -36,18 +43,28 @@ from tests.support.rig import popen as rig_popen
 
 SECRET_KEY = "herald-bench-not-a-secret-0123456789abcdefghijklmnop"
 TICK = os.sysconf("SC_CLK_TCK")
-N_USERS = 6000
 W1_HANDSHAKES, W1_IN_FLIGHT = 1000, 100
 W2_REPS = 5  # publishes per round and server, each to all POOL sockets
-# W2 room: members subscribed. Not 1000: Herald announces each subscriber to every member
-# already there (presence), n^2/2 frames, and 1000 did not subscribe within 10 minutes
-# (docs/performance.md). BENCH_ROOM_MEMBERS=1000 runs the issue's size.
-BIG = int(os.environ.get("BENCH_ROOM_MEMBERS", 300))
+# W2 room: members of the big room subscribed (users 0..BIG-1), also the n of "subscribe n
+# members to one room" vs "to n rooms of 1" and of the recovery row.
+BIG = min(POOL, int(os.environ.get("BENCH_ROOM_MEMBERS", POOL)))
 W4_SOCKETS = 5000
 W5_SECONDS, W5_RATE = 8.0, 1.0  # each of the POOL // ROOM_SIZE rooms sends W5_RATE messages/s
+HUGE = int(os.environ.get("BENCH_HUGE_MEMBERS", 10_000))  # Herald's huge room; 0: not run
+N_USERS = max(POOL + W1_HANDSHAKES, POOL + W4_SOCKETS, POOL + HUGE)
+RECOVERY_CPU, RECOVERY_CAP = 0.2, 60.0  # "recovered": under 20 % of a core over 0.5 s
+# Sustained load: offered deliveries/s from SUSTAIN_START, doubled up to SUSTAIN_MAX, each step
+# held SUSTAIN_SECONDS (0: not run); a step passes with no loss and p99 <= SUSTAIN_P99 s.
+SUSTAIN_SECONDS = float(os.environ.get("BENCH_SUSTAIN_SECONDS", 30))
+SUSTAIN_START, SUSTAIN_MAX = 100, int(os.environ.get("BENCH_SUSTAIN_MAX", 6400))
+SUSTAIN_P99 = 1.0
+POST_SECONDS, POST_IN_FLIGHT = float(os.environ.get("BENCH_POST_SECONDS", 10)), 10
 TIMEOUT = 60.0  # s: a delivery that takes longer counts as lost
 SERVER_CORE, CLIENT_CORE = 0, 1
 KINDS = ("floor", "daphne-raw", "herald", "tutorial")
+RAW = ("floor", "daphne-raw")
+SUSTAIN_KINDS = ("daphne-raw", "herald", "tutorial")  # the floor serves no HTTP
+SEQ = itertools.count(1000)  # the tutorial's notification seq: unique per user (W3 uses 1..3)
 
 
 def _child_setup() -> None:  # between fork and exec: fd limit up, die with the parent, core 0
@@ -111,7 +128,7 @@ class Target:
     def ws_url(self, index: int | None) -> tuple[str, dict[str, str]]:
         """URL and headers of a socket for user ``index`` (``None``: a raw control socket)."""
         base = f"ws://127.0.0.1:{self.port}/ws/"
-        if self.kind in ("floor", "daphne-raw"):
+        if self.kind in RAW:
             return (base if index is None else f"{base}?uid={index}"), {}
         token = self.data["users"][index]["token"]
         if self.kind == "tutorial":
@@ -153,7 +170,10 @@ def prepare_database(tmp: Path, redis_url: str) -> dict[str, Any]:
     migrated = time.monotonic()
     out = tmp / "seed.json"
     subprocess.run(  # noqa: S603
-        [PYTHON, "-m", "bench.seed", str(N_USERS), str(out)], cwd=ROOT, env=env, check=True
+        [PYTHON, "-m", "bench.seed", str(N_USERS), str(out), str(HUGE)],
+        cwd=ROOT,
+        env=env,
+        check=True,
     )
     print(
         f"database: migrate {migrated - started:.1f} s, {N_USERS} users + sessions + tokens "
@@ -297,6 +317,7 @@ class Sample:
     values: dict[str, float] = field(default_factory=dict)
     errors: int = 0
     lost: int = 0
+    curve: list[dict[str, float]] = field(default_factory=list)  # sustained load: its steps
 
 
 class Meter:
@@ -321,8 +342,58 @@ class Meter:
 # Workloads -------------------------------------------------------------------------------------
 
 
-async def setup_pool(target: Target) -> dict[str, float]:
-    """POOL sockets (users 0..POOL-1), each subscribed to the big room and its small room."""
+def is_ack(text: str) -> bool:
+    return '"type":"ack"' in text or '"type": "ack"' in text
+
+
+async def subscribe_many(target: Target, pairs: list[tuple[Conn, int]],
+                         op: str = "subscribe") -> tuple[Meter, int, float, float]:  # fmt: skip
+    """Send ``op`` (raw servers: ``join``) for every ``(conn, room)`` at once, wait for the acks.
+
+    ``(meter, acks, seconds to the last ack, recovery seconds)``; the meter runs until the server
+    is idle again, so the burst's trailing work (Herald's presence windows) counts. Every other
+    frame (``presence``, its diffs) is ignored. Gives up after 60 s without an ack.
+    """
+    acks = 0
+    done = asyncio.Event()
+
+    def on_frame(conn: Conn, text: str) -> None:
+        nonlocal acks
+        if is_ack(text):
+            acks += 1
+            if acks >= len(pairs):
+                done.set()
+
+    with sink(on_frame), Meter(target) as meter:
+        for conn, room in pairs:
+            if target.kind in RAW:
+                await conn.send({"op": "join", "room": room})
+            else:
+                await conn.send({"type": op, "room": room, "ref": room})
+        if acks >= len(pairs):
+            done.set()
+        await settle(done, lambda: acks, 60.0)
+        acked = time.perf_counter() - meter.wall0
+        recovered = await recovery(target)
+        await drain(target)
+    return meter, acks, acked, recovered
+
+
+async def recovery(target: Target) -> float:
+    """Seconds until a 0.5 s sample of the server's CPU starts under RECOVERY_CPU of a core
+    (0: it already was); at most RECOVERY_CAP."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < RECOVERY_CAP:
+        begin, cpu = time.perf_counter(), cpu_seconds(target.pid)
+        await asyncio.sleep(0.5)
+        if cpu_seconds(target.pid) - cpu < RECOVERY_CPU * (time.perf_counter() - begin):
+            return round(begin - started, 1)
+    return RECOVERY_CAP
+
+
+async def setup_pool(target: Target) -> tuple[dict[str, float], Sample]:
+    """POOL sockets (users 0..POOL-1), each subscribed to its small room; then the first BIG
+    subscribe to their rooms of 1 (Herald: unsubscribed again) and to the big room, measured."""
     started = time.perf_counter()
     target.pool, errors = await open_many(target, list(range(POOL)), W1_IN_FLIGHT)
     for _ in range(3):  # set-up, not measured: retry what timed out, fewer at once
@@ -334,38 +405,43 @@ async def setup_pool(target: Target) -> dict[str, float]:
     if len(target.pool) != POOL:
         raise RuntimeError(f"{target.kind}: {POOL - len(target.pool)} pool handshakes failed")
     target.pool.sort(key=lambda c: c.index or 0)
-    if target.kind in ("floor", "daphne-raw"):
+    if target.kind in RAW:
         target.control = await open_conn(target, None)
-    acks: dict[int, int] = {}
-    done = asyncio.Event()
-
-    def on_frame(conn: Conn, text: str) -> None:
-        if '"type":"ack"' in text or '"type": "ack"' in text:
-            acks[conn.index or 0] = acks.get(conn.index or 0, 0) + 1
-            if len(acks) == POOL and sum(acks.values()) >= POOL + BIG:
-                done.set()
-
-    big, rooms = target.data["big_room"], target.data["rooms"]
-    with sink(on_frame), Meter(target) as meter:
-        for conn in target.pool:
-            room = rooms[(conn.index or 0) // ROOM_SIZE]
-            for r in (big, room) if (conn.index or 0) < BIG else (room,):
-                if target.kind in ("floor", "daphne-raw"):
-                    await conn.send({"op": "join", "room": r})
-                else:
-                    await conn.send({"type": "subscribe", "room": r, "ref": r})
-        try:
-            await asyncio.wait_for(done.wait(), 300)
-        except TimeoutError:
-            raise RuntimeError(f"{target.kind}: subscriptions not acknowledged in 300 s") from None
-        # Herald: presence frames of the subscriptions are still flowing; let them drain.
-        await drain(target)
-    return {
+    rooms, solos = target.data["rooms"], target.data["solo_rooms"]
+    opened = time.perf_counter()
+    pool, acks, _, _ = await subscribe_many(
+        target, [(c, rooms[(c.index or 0) // ROOM_SIZE]) for c in target.pool]
+    )
+    if acks < POOL:
+        raise RuntimeError(f"{target.kind}: {POOL - acks} small-room subscriptions not acked")
+    members = target.pool[:BIG]
+    solo_pairs = [(c, solos[c.index or 0]) for c in members]
+    solo, solo_acks, solo_s, _ = await subscribe_many(target, solo_pairs)
+    if target.kind == "herald":  # no presence upkeep for the rooms of 1 in later workloads
+        await subscribe_many(target, solo_pairs, "unsubscribe")
+    one, one_acks, one_s, recovered = await subscribe_many(
+        target, [(c, target.data["big_room"]) for c in members]
+    )
+    if one_acks < BIG:
+        raise RuntimeError(f"{target.kind}: {BIG - one_acks} big-room subscriptions not acked")
+    setup = {
         "pool_open_errors": errors,
-        "pool_open_s": meter.wall0 - started,
-        "pool_subscribe_s": meter.wall,
-        "pool_subscribe_cpu_s": meter.server,
+        "pool_open_s": opened - started,
+        "pool_subscribe_s": pool.wall,
+        "pool_subscribe_cpu_s": pool.server,
     }
+    sample = Sample(
+        {
+            "sub_one_cpu_ms": 1000 * one.server,
+            "sub_solo_cpu_ms": 1000 * solo.server,
+            "sub_one_vs_solo": one.server / solo.server if solo.server else float("nan"),
+            "sub_one_s": one_s,
+            "sub_solo_s": solo_s,
+            "recovery_s": recovered,
+        },
+        errors=BIG - solo_acks,
+    )
+    return setup, sample
 
 
 async def drain(target: Target, quiet: float = 0.5) -> None:
@@ -387,6 +463,33 @@ async def settle(done: asyncio.Event, progress: Callable[[], int], stall: float 
             await asyncio.wait_for(done.wait(), 0.25)
         if progress() != last:
             last, since = progress(), time.perf_counter()
+
+
+async def send_message(target: Target, conn: Conn, room: int, body: str) -> None:
+    """A chat message from ``conn`` to ``room`` (Herald: ``message.send``; the raw servers' ``msg``)."""
+    if target.kind in RAW:
+        await conn.send({"op": "msg", "room": room, "body": body})
+    else:
+        kind = "message.send" if target.kind == "herald" else "message"
+        await conn.send({"type": kind, "room": room, "body": body, "client_id": str(uuid.uuid4())})
+
+
+async def post_one(target: Target, http: httpx.AsyncClient, index: int, mark: str) -> bool:
+    """One stored notification titled ``mark`` to pool user ``index``: Herald's ``POST
+    /api/notifications/``, the tutorial's ``/notify-each/``, daphne-raw's ``/notify/``."""
+    if target.kind == "herald":
+        path = "api/notifications/"
+        body: dict[str, Any] = {"recipients": [target.user_id(index)], "title": mark, "body": "b"}
+    elif target.kind == "tutorial":
+        path = "notify-each/"
+        body = {"recipients": [target.user_id(index)], "title": mark, "seq": next(SEQ)}
+    else:
+        path, body = "notify/", {"recipients": [index], "title": mark}
+    try:
+        answer = await http.post(f"http://127.0.0.1:{target.port}/{path}", json=body)
+    except httpx.HTTPError:
+        return False
+    return answer.status_code == 201
 
 
 async def w1_handshakes(target: Target) -> Sample:
@@ -426,23 +529,8 @@ async def fanout(target: Target, mode: str, mark: str, expected: int,
     with sink(on_frame), Meter(target) as meter:
         t0 = time.perf_counter()
         if mode == "room":
-            sender = target.pool[0]
-            if target.kind in ("floor", "daphne-raw"):
-                await sender.send({"op": "msg", "room": big, "body": mark})
-            elif target.kind == "herald":
-                await sender.send(
-                    {
-                        "type": "message.send",
-                        "room": big,
-                        "body": mark,
-                        "client_id": str(uuid.uuid4()),
-                    }
-                )
-            else:
-                await sender.send(
-                    {"type": "message", "room": big, "body": mark, "client_id": str(uuid.uuid4())}
-                )
-        elif target.kind in ("floor", "daphne-raw"):
+            await send_message(target, target.pool[0], big, mark)
+        elif target.kind in RAW:
             assert target.control is not None
             await target.control.send({"op": "bcast" if mode == "notify" else "each", "mark": mark})
         elif target.kind == "herald":
@@ -499,7 +587,7 @@ async def w2(target: Target, mode: str, http: httpx.AsyncClient, round_no: int) 
 async def w3(target: Target, http: httpx.AsyncClient, round_no: int) -> Sample:
     mark = f"w3-{round_no}-{uuid.uuid4().hex[:8]}"
     lat, meter, delivered, stored = await fanout(target, "each", mark, POOL, http, round_no + 1)
-    if target.kind in ("floor", "daphne-raw"):
+    if target.kind in RAW:
         stored = POOL  # nothing to store: count as stored
     return Sample(
         {
@@ -551,18 +639,7 @@ async def w5(target: Target) -> Sample:
             key = f"{room_index}-{n}"
             body = f"w5#{key}#"
             sent_at[key] = time.perf_counter()
-            if target.kind in ("floor", "daphne-raw"):
-                await conn.send({"op": "msg", "room": rooms[room_index], "body": body})
-            else:
-                kind = "message.send" if target.kind == "herald" else "message"
-                await conn.send(
-                    {
-                        "type": kind,
-                        "room": rooms[room_index],
-                        "body": body,
-                        "client_id": str(uuid.uuid4()),
-                    }  # fmt: skip
-                )
+            await send_message(target, conn, rooms[room_index], body)
             n += 1
             await asyncio.sleep(max(0.0, start + n / W5_RATE - time.perf_counter()))
         return n
@@ -587,6 +664,196 @@ async def w5(target: Target) -> Sample:
     )
 
 
+async def huge_room(target: Target) -> Sample:
+    """HUGE more sockets (users POOL..POOL+HUGE-1), then all subscribe at once to the room whose
+    members they are (Herald only; last round)."""
+    with Meter(target) as opening:
+        conns, open_errors = await open_many(target, list(range(POOL, POOL + HUGE)), W1_IN_FLIGHT)
+    meter, acks, acked, _ = await subscribe_many(
+        target, [(c, target.data["huge_room"]) for c in conns]
+    )
+    errors = open_errors + len(conns) - acks
+    await close_many(conns)
+    await drain(target)
+    return Sample(
+        {
+            "huge_open_s": opening.wall,
+            "huge_sub_s": acked,
+            "huge_sub_cpu_s": meter.server,
+            "huge_sub_redis_cpu_s": meter.redis,
+            "huge_errors": errors,
+        },
+        errors=errors,
+    )
+
+
+class Tracker:
+    """Frames marked ``~<tag>-<n>~``: when each ``n`` was due, copies still due, the latencies."""
+
+    def __init__(self) -> None:
+        self.tag = uuid.uuid4().hex[:8]
+        self.pattern = re.compile(rf"~{self.tag}-(\d+)~")
+        self.due: dict[int, list[float]] = {}  # n -> [due at, copies not yet delivered]
+        self.latencies: list[float] = []
+        self.errors = self.extra = 0
+        self.last = 0.0  # the latest delivery
+        self.done = asyncio.Event()
+
+    def mark(self, n: int) -> str:
+        return f"~{self.tag}-{n}~"
+
+    def expect(self, n: int, at: float, copies: int) -> None:
+        self.due[n] = [at, copies]
+
+    def fail(self, n: int) -> None:  # the request failed: an error, not a loss
+        if self.due.pop(n, None) is not None:
+            self.errors += 1
+
+    def on_frame(self, conn: Conn, text: str) -> None:
+        found = self.pattern.search(text)
+        if found is None or is_ack(text):  # Herald's ack to the sender echoes the body
+            return
+        n = int(found.group(1))
+        entry = self.due.get(n)
+        if entry is None:
+            self.extra += 1
+            return
+        self.last = time.perf_counter()
+        self.latencies.append(self.last - entry[0])
+        entry[1] -= 1
+        if not entry[1]:
+            del self.due[n]
+            if not self.due:
+                self.done.set()
+
+    def late(self, limit: float) -> int:
+        """Copies due more than ``limit`` s ago and not delivered yet."""
+        now = time.perf_counter()
+        return int(sum(e[1] for e in self.due.values() if now - e[0] > limit))
+
+    def lost(self) -> int:
+        return int(sum(e[1] for e in self.due.values()))
+
+    async def finish(self) -> None:
+        """Wait for what is still due; give up after 3 s without a delivery (``settle``)."""
+        self.done.clear()
+        if not self.due:
+            self.done.set()
+        await settle(self.done, lambda: len(self.latencies))
+
+
+async def post_in_flight(target: Target, http: httpx.AsyncClient) -> Sample:
+    """POST_IN_FLIGHT workers, each posting one single-recipient notification after the other
+    (users in turn) for POST_SECONDS; deliveries/s, request → delivery latency."""
+    tracker, counter = Tracker(), itertools.count()
+
+    async def worker() -> None:
+        while time.perf_counter() - start < POST_SECONDS:
+            n = next(counter)
+            tracker.expect(n, time.perf_counter(), 1)
+            if not await post_one(target, http, n % POOL, tracker.mark(n)):
+                tracker.fail(n)
+
+    with sink(tracker.on_frame), Meter(target) as meter:
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(POST_IN_FLIGHT)))
+        await tracker.finish()
+    await drain(target)
+    delivered = len(tracker.latencies)
+    return Sample(
+        {
+            "post_rate": delivered / max(tracker.last - start, 1e-9),
+            "post_p99_ms": 1000 * pct(tracker.latencies, 99),
+            "post_cpu_ms": 1000 * meter.server / max(delivered, 1),
+            "post_cpu_pct": 100 * meter.server / meter.wall,
+            "post_redis_cpu_pct": 100 * meter.redis / meter.wall,
+            "post_client_cpu_pct": 100 * meter.client / meter.wall,
+        },
+        errors=tracker.errors + tracker.extra,
+        lost=tracker.lost(),
+    )
+
+
+async def sustain_step(target: Target, mode: str, rate: float,
+                       http: httpx.AsyncClient) -> dict[str, float]:  # fmt: skip
+    """Offer ``rate`` deliveries/s for SUSTAIN_SECONDS, open loop: each send at its due time.
+
+    ``notify``: one single-recipient notification per delivery, pool users in turn (one task
+    per request, so a slow server does not slow the offer). ``room``: one ``message.send`` per
+    ROOM_SIZE deliveries, from the pool's members in turn, spread over the rooms of 10.
+    Latency = due time → delivery. The step stops early, failed, once more than 1 % of its
+    deliveries are over SUSTAIN_P99 late (its p99 can no longer pass).
+    """
+    copies = 1 if mode == "notify" else ROOM_SIZE
+    sends = max(1, int(rate * SUSTAIN_SECONDS) // copies)
+    rooms = target.data["rooms"]
+    tracker = Tracker()
+    tasks: set[asyncio.Task[None]] = set()
+    aborted = False
+
+    async def post(n: int) -> None:
+        if not await post_one(target, http, n % POOL, tracker.mark(n)):
+            tracker.fail(n)
+
+    with sink(tracker.on_frame), Meter(target) as meter:
+        start = check = time.perf_counter()
+        for n in range(sends):
+            due = start + n * copies / rate
+            if due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            elif n % 20 == 0:
+                await asyncio.sleep(0)  # behind: still let the readers run
+            if time.perf_counter() > check:
+                check = time.perf_counter() + 0.25
+                if tracker.late(SUSTAIN_P99) > 0.01 * sends * copies:
+                    aborted = True
+                    break
+            tracker.expect(n, due, copies)
+            if mode == "notify":
+                task = asyncio.ensure_future(post(n))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            else:
+                member = (n * ROOM_SIZE) % POOL + (n * ROOM_SIZE // POOL) % ROOM_SIZE
+                conn = target.pool[member]
+                await send_message(target, conn, rooms[member // ROOM_SIZE], tracker.mark(n))
+        if tasks:
+            await asyncio.wait(tasks)
+        await tracker.finish()
+    await drain(target)
+    lost = tracker.lost()
+    p99 = pct(tracker.latencies, 99)
+    ok = not (aborted or lost or tracker.errors or tracker.extra) and p99 <= SUSTAIN_P99
+    return {
+        "rate": rate,
+        "ok": float(ok),
+        "aborted": float(aborted),
+        "p50_ms": 1000 * pct(tracker.latencies, 50),
+        "p99_ms": 1000 * p99,
+        "delivered_s": len(tracker.latencies) / max(tracker.last - start, 1e-9),
+        "lost": lost,
+        "errors": tracker.errors + tracker.extra,
+        "server_cpu_pct": 100 * meter.server / meter.wall,
+        "client_cpu_pct": 100 * meter.client / meter.wall,
+        "seconds": meter.wall,
+    }
+
+
+async def sustain(target: Target, mode: str, http: httpx.AsyncClient) -> Sample:
+    """Step the offered rate up from SUSTAIN_START (x2 per step, at most SUSTAIN_MAX); the
+    highest passing step, stopping at the first failing one. A failing step's errors and
+    losses are the measurement, so they are in the curve, not in the errors/lost rows."""
+    best, rate, curve = 0.0, SUSTAIN_START, []
+    while rate <= SUSTAIN_MAX:
+        step = await sustain_step(target, mode, rate, http)
+        curve.append(step)
+        print(f"  sustain {mode} {target.kind} {rate}/s: {step}", flush=True)
+        if not step["ok"]:
+            break
+        best, rate = rate, rate * 2
+    return Sample({f"sus_{mode}_rate": best}, curve=curve)
+
+
 # Report ----------------------------------------------------------------------------------------
 
 ROWS = [  # key, label, higher is better
@@ -607,15 +874,29 @@ ROWS = [  # key, label, higher is better
     ("w5_p50_ms", "W5 chat round trip p50 ms (100 rooms x 10)", False),
     ("w5_p99_ms", "W5 chat round trip p99 ms", False),
     ("w5_cpu_pct", "W5 server CPU % of a core", False),
+    ("sub_one_cpu_ms", f"subscribe {BIG} members to one room: server CPU ms", False),
+    ("sub_solo_cpu_ms", f"subscribe {BIG} members to {BIG} rooms of 1: server CPU ms", False),
+    ("sub_one_vs_solo", "one room ÷ rooms of 1, server CPU (target ≤ 2)", False),
+    ("recovery_s", f"recovery after {BIG} join one room: s to < 20 % CPU", False),
+    ("huge_open_s", f"room of {HUGE}: open {HUGE} sockets, s", False),
+    ("huge_sub_s", f"room of {HUGE}: all subscribe, s to the last ack", False),
+    ("huge_sub_cpu_s", f"room of {HUGE}: subscribe server CPU s", False),
+    ("huge_errors", f"room of {HUGE}: errors", False),
+    ("post_rate", f"single-recipient POST, {POST_IN_FLIGHT} in flight: delivered/s", True),
+    ("post_p99_ms", f"single-recipient POST, {POST_IN_FLIGHT} in flight: p99 ms", False),
+    ("sus_notify_rate", f"sustained notifications: highest rate kept, /s (≤ {SUSTAIN_MAX})", True),
+    ("sus_room_rate", f"sustained room messages: highest rate kept, /s (≤ {SUSTAIN_MAX})", True),
     ("errors", "errors (sum)", False),
     ("lost", "lost frames (sum)", False),
 ]
 
 
 def table(results: dict[str, dict[str, list[float]]]) -> str:
-    def med(kind: str, key: str) -> float:
+    def med(kind: str, key: str) -> float:  # errors and lost: the sum over every workload
         values = results[kind].get(key, [])
-        return statistics.median(values) if values else float("nan")
+        if not values:
+            return float("nan")
+        return sum(values) if key in ("errors", "lost") else statistics.median(values)
 
     def fmt(value: float) -> str:
         if value != value:
@@ -642,7 +923,8 @@ def table(results: dict[str, dict[str, list[float]]]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
+def plot(results: dict[str, dict[str, list[float]]],
+         curves: dict[str, dict[str, list[dict[str, float]]]], path: Path) -> None:  # fmt: skip
     import matplotlib
 
     matplotlib.use("Agg")
@@ -657,16 +939,38 @@ def plot(results: dict[str, dict[str, list[float]]], path: Path) -> None:
         ("w3_p99_ms", "W3 per-user x1000: p99 ms"),
         ("w4_kb_socket", "W4 idle KiB/socket"),
         ("w5_p99_ms", "W5 chat RTT p99 ms"),
+        ("sub_one_vs_solo", f"subscribe {BIG}: one room ÷ rooms of 1, CPU"),
+        ("post_rate", f"POST x1, {POST_IN_FLIGHT} in flight: delivered/s"),
     ]
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7))
+    fig, axes = plt.subplots(3, 4, figsize=(16, 10.5))
     colors = ["#888888", "#4c72b0", "#55a868", "#c44e52"]
-    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+    for ax, (key, title) in zip(axes.flat, panels, strict=False):
         values = [statistics.median(results[k][key]) if results[k].get(key) else 0.0 for k in KINDS]
         ax.bar(KINDS, values, color=colors)
         ax.set_title(title, fontsize=10)
         ax.tick_params(axis="x", labelsize=8, rotation=20)
-        if values and max(values) > 20 * max(min(v for v in values if v > 0), 1e-9):
+        if values and max(values) > 20 * max(min((v for v in values if v > 0), default=0), 1e-9):
             ax.set_yscale("log")
+        if key == "sub_one_vs_solo":
+            ax.axhline(2, color="k", linewidth=0.5, linestyle="--")  # the target
+    for ax, mode in zip(axes.flat[len(panels) :], ("notify", "room"), strict=True):
+        for kind, color in zip(KINDS, colors, strict=True):
+            steps = curves.get(kind, {}).get(mode, [])
+            if not steps:
+                continue
+            rates = [s["rate"] for s in steps]
+            ax.plot(rates, [s["p99_ms"] for s in steps], "o-", color=color, label=kind)
+            failed = [s for s in steps if not s["ok"]]
+            ax.plot([s["rate"] for s in failed], [s["p99_ms"] for s in failed], "x", color="k")
+        ax.axhline(1000 * SUSTAIN_P99, color="k", linewidth=0.5, linestyle="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        rates = [r for r in (SUSTAIN_START * 2**i for i in range(20)) if r <= SUSTAIN_MAX]
+        ax.set_xticks(rates, [str(r) for r in rates], fontsize=7)
+        ax.minorticks_off()
+        ax.set_xlabel("offered deliveries/s", fontsize=8)
+        ax.set_title(f"sustained {mode}: p99 ms (x: failed step)", fontsize=10)
+        ax.legend(fontsize=7)
     fig.suptitle("Herald vs raw floor, daphne + raw ASGI, tutorial Channels (medians)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -690,16 +994,21 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         print("servers: " + ", ".join(f"{t.kind} pid {t.pid} :{t.port}" for t in targets))
         results: dict[str, dict[str, list[float]]] = {k: {} for k in KINDS}
         setup: dict[str, dict[str, float]] = {}
+        curves: dict[str, dict[str, list[dict[str, float]]]] = {k: {} for k in KINDS}
 
-        def record(kind: str, sample: Sample) -> None:
+        def record(kind: str, sample: Sample, name: str = "") -> None:
             for key, value in sample.values.items():
                 results[kind].setdefault(key, []).append(value)
             results[kind].setdefault("errors", []).append(sample.errors)
             results[kind].setdefault("lost", []).append(sample.lost)
+            if sample.curve:
+                curves[kind][name] = sample.curve
 
         for target in targets:
-            setup[target.kind] = await setup_pool(target)
-            print(f"pool {target.kind}: {setup[target.kind]}", flush=True)
+            setup[target.kind], sample = await setup_pool(target)
+            record(target.kind, sample)
+            shown = {k: round(v, 3) for k, v in sample.values.items()}
+            print(f"pool {target.kind}: {setup[target.kind]} {shown}", flush=True)
         if args.hold:
             print(f"holding; data in {tmp}/seed.json", flush=True)
             await asyncio.sleep(3600)
@@ -708,20 +1017,31 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for round_no in range(args.rounds):
                 shift = round_no % len(targets)
                 order = targets[shift:] + targets[:shift]
-                steps: list[tuple[str, Callable[[Target], Awaitable[Sample]]]] = [
-                    ("W1", w1_handshakes),
-                    ("W2 notify", lambda t, r=round_no: w2(t, "notify", http, r)),
-                    ("W2 room", lambda t, r=round_no: w2(t, "room", http, r)),
-                    ("W3", lambda t, r=round_no: w3(t, http, r)),
-                    ("W5", w5),
+                steps: list[tuple[str, Callable[[Target], Awaitable[Sample]], tuple[str, ...]]]
+                steps = [
+                    ("W1", w1_handshakes, KINDS),
+                    ("W2 notify", lambda t, r=round_no: w2(t, "notify", http, r), KINDS),
+                    ("W2 room", lambda t, r=round_no: w2(t, "room", http, r), KINDS),
+                    ("W3", lambda t, r=round_no: w3(t, http, r), KINDS),
+                    ("W5", w5, KINDS),
                 ]
-                if round_no == args.rounds - 1:
-                    steps.append(("W4", w4))
-                for name, step in steps:
+                if round_no == args.rounds - 1:  # once: the last round
+                    steps.append(("W4", w4, KINDS))
+                    steps.append(("POST x10", lambda t: post_in_flight(t, http), SUSTAIN_KINDS))
+                    if SUSTAIN_SECONDS:
+                        for mode in ("notify", "room"):
+                            steps.append(
+                                (mode, lambda t, m=mode: sustain(t, m, http), SUSTAIN_KINDS)
+                            )
+                    if HUGE:  # last: 10 000 sockets opened and closed leave the most behind
+                        steps.append(("huge room", huge_room, ("herald",)))
+                for name, step, kinds in steps:
                     for target in order:  # interleaved: each workload on every server in turn
+                        if target.kind not in kinds:
+                            continue
                         started = time.perf_counter()
                         sample = await step(target)
-                        record(target.kind, sample)
+                        record(target.kind, sample, name)
                         shown = {k: round(v, 3) for k, v in sample.values.items()}
                         print(
                             f"round {round_no + 1} {name:9} {target.kind:10} "
@@ -734,7 +1054,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 raise RuntimeError(f"{target.kind} died:\n{target.log.read_text()[-3000:]}")
         for target in targets:
             results[target.kind]["rss_mib_end"] = [rss_bytes(target.pid) / 2**20]
-        return {"results": results, "setup": setup}
+        return {"results": results, "setup": setup, "curves": curves}
     finally:
         for process in reversed(processes):
             stop(process)
@@ -773,7 +1093,7 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(report, indent=1))
     text = table(report["results"])
     (args.out / "results.md").write_text(text + "\n")
-    plot(report["results"], args.out / "performance.png")
+    plot(report["results"], report["curves"], args.out / "performance.png")
     print()
     print(text)
     print(

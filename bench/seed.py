@@ -1,10 +1,12 @@
 """Create the bench's users, login sessions, tokens and rooms in its private database, in bulk.
 
-``python -m bench.seed N_USERS OUT.json`` with ``DJANGO_SETTINGS_MODULE`` and ``DATABASE_URL``
-set. One password hash for everyone (hashing is slow on purpose), ``bulk_create`` for the rest,
-so 6000 users take about a second. Writes ``{"service": {...}, "users": [{id, token}],
-"big_room": id, "rooms": [id]}``; user ``i`` of ``users`` is member ``i`` of the big room (for
-``i < POOL``) and of small room ``i // ROOM_SIZE``.
+``python -m bench.seed N_USERS OUT.json [HUGE]`` with ``DJANGO_SETTINGS_MODULE`` and
+``DATABASE_URL`` set. One password hash for everyone (hashing is slow on purpose),
+``bulk_create`` for the rest, so 11 000 users take a few seconds. Writes ``{"service": {...},
+"users": [{id, token}], "big_room": id, "rooms": [id], "solo_rooms": [id], "huge_room": id}``.
+User ``i`` of ``users`` (``i < POOL``) is a member of the big room, of small room
+``i // ROOM_SIZE`` and of ``solo_rooms[i]``, a room of one; users ``POOL .. POOL + HUGE - 1``
+are the members of the huge room (``HUGE`` must fit in ``N_USERS - POOL``).
 """
 
 import json
@@ -16,7 +18,7 @@ POOL = 1000  # sockets kept open per server for W2, W3, W5
 ROOM_SIZE = 10  # W5: 100 rooms x 10 members
 
 
-def main(n_users: int, out: str) -> None:
+def main(n_users: int, out: str, huge: int = 0) -> None:
     django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.hashers import make_password
@@ -49,11 +51,31 @@ def main(n_users: int, out: str) -> None:
         rooms = Room.objects.bulk_create(
             [Room(name=f"r{i}", created_by=users[i * ROOM_SIZE]) for i in range(POOL // ROOM_SIZE)]
         )
+        solos = Room.objects.bulk_create(
+            [Room(name=f"solo{i}", created_by=u) for i, u in enumerate(users[:POOL])]
+        )
+        huge_room = Room.objects.create(name="huge", created_by=users[POOL])
         Membership.objects.bulk_create(
             [Membership(room=big, user=u) for u in users[:POOL]]
-            + [Membership(room=rooms[i // ROOM_SIZE], user=u) for i, u in enumerate(users[:POOL])],
+            + [Membership(room=rooms[i // ROOM_SIZE], user=u) for i, u in enumerate(users[:POOL])]
+            + [Membership(room=solos[i], user=u) for i, u in enumerate(users[:POOL])]
+            + [Membership(room=huge_room, user=u) for u in users[POOL : POOL + huge]],
             batch_size=1000,
         )
+
+    # What a real login leaves in the shared cache (accounts.services.login_session_create): the
+    # session's state and the user's. The tutorial has no such cache; its middleware queries.
+    from django.core.cache import cache
+
+    from accounts.selectors import USER_TTL, session_cache_key, user_cache_key
+
+    everyone = [service, *users]
+    for start in range(0, len(everyone), 1000):
+        chunk = list(
+            zip(everyone[start : start + 1000], sessions[start : start + 1000], strict=True)
+        )
+        cache.set_many({session_cache_key(s.pk): str(u.pk) for u, s in chunk}, 86_400)
+        cache.set_many({user_cache_key(u.pk): (u.username, True) for u, _ in chunk}, USER_TTL)
 
     def token(user: object, session: LoginSession) -> str:
         access = AccessToken.for_user(user)
@@ -67,10 +89,12 @@ def main(n_users: int, out: str) -> None:
         ],
         "big_room": big.pk,
         "rooms": [r.pk for r in rooms],
+        "solo_rooms": [r.pk for r in solos],
+        "huge_room": huge_room.pk,
     }
     with open(out, "w") as file:
         json.dump(data, file)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], *(int(a) for a in sys.argv[3:4]))

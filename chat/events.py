@@ -16,17 +16,25 @@ def room_group(room_id: int) -> str:
     return f"room.{int(room_id)}"
 
 
-def room_message(payload: dict[str, Any]) -> dict[str, Any]:
-    """Event for a stored chat message; ``payload`` is ``MessageSerializer`` output.
+def presence_group(room_id: int) -> str:
+    """The group of the sockets that get a room's presence diffs: ``presence.<id>``."""
+    return f"presence.{int(room_id)}"
+
+
+def room_message(payload: dict[str, Any], payload_text: str | None = None) -> dict[str, Any]:
+    """Event for a stored chat message; ``payload`` is ``serializers.message_payload`` output,
+    ``payload_text`` the same already encoded (it is then not encoded again).
 
     ``room`` and ``id`` ride beside the frame so a socket can drop a message of a room it left
     and one it already replayed (``subscribe since``) without decoding ``text``.
     """
+    room = int(payload["room"])
+    body = payload_text if payload_text is not None else encode(payload)
     return {
         "type": ROOM_MESSAGE,
-        "room": payload["room"],
+        "room": room,
         "id": payload["id"],
-        "text": encode({"type": "message", "room": payload["room"], "message": payload}),
+        "text": f'{{"type":"message","room":{room},"message":{body}}}',
     }
 
 
@@ -42,18 +50,16 @@ def room_typing(*, room_id: int, user_id: int, username: str) -> dict[str, Any]:
     }
 
 
-def room_presence(
-    *, room_id: int, joined: int | None = None, left: int | None = None, origin: str = ""
-) -> dict[str, Any]:
-    """``presence {room, joined}`` or ``{room, left}``: a user's first socket subscribed, or
-    their last one went. ``origin`` is the channel name of the socket that caused it (skipped:
-    it already has the ``online`` list), or ``""``."""
-    frame: dict[str, Any] = {"type": "presence", "room": room_id}
-    if joined is not None:
-        frame["joined"] = joined
-    else:
-        frame["left"] = left
-    return {"type": ROOM_PRESENCE, "room": room_id, "origin": origin, "text": encode(frame)}
+def room_presence(*, room_id: int, joined: list[int], left: list[int]) -> dict[str, Any]:
+    """``presence {room, joined: [ids], left: [ids]}``: the room's changes over one window
+    (``chat.presence``), to ``presence.<room>``. ``users`` rides beside the frame so that a
+    diff about nobody but a socket's own user is not sent to that user's sockets."""
+    return {
+        "type": ROOM_PRESENCE,
+        "room": room_id,
+        "users": joined + left,
+        "text": encode({"type": "presence", "room": room_id, "joined": joined, "left": left}),
+    }
 
 
 def room_read(*, room_id: int, user_id: int, username: str, message_id: int) -> dict[str, Any]:

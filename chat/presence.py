@@ -21,8 +21,16 @@ Backends, chosen by settings like the channel layer:
   The ``{<room>}`` hash tag keeps a room's keys in one Redis Cluster slot.
 - no ``REDIS_URL``: a dict in this process (one process only, like the in-memory channel layer).
 
-``joined`` is announced when a user enters a room's set, ``left`` when they leave it (their last
-entry went, by unsubscribe, disconnect or expiry), so the two always alternate per user.
+A user *joins* when they enter a room's set and *leaves* when their last entry goes (by
+unsubscribe, disconnect or expiry). Each process collects its rooms' joins and leaves for
+``HERALD["PRESENCE_WINDOW"]`` s (0.2) and then publishes one ``presence {room, joined: [ids],
+left: [ids]}`` per room to ``presence.<room>`` (a join and a leave of the same user within the
+window cancel out). So filling a room of n online members costs each subscriber one frame per
+window, not one per member: O(n) frames in all, where one frame per member was n²/2. Only
+sockets that want diffs are in ``presence.<room>``: all subscribers of a room of at most
+``HERALD_PRESENCE_FULL_LIMIT`` members, in a larger room those that sent ``presence.watch``
+(docs/protocol.md, "Presence").
+
 Presence is best-effort: a Redis error is logged and never fails a subscribe or a message.
 """
 
@@ -61,8 +69,9 @@ class Entry:
 class Backend(Protocol):
     """Where entries live. Every method is atomic with respect to the other processes."""
 
-    async def join(self, entry: Entry, ttl: float) -> tuple[bool, list[int]]:
-        """Add or extend the entry; ``(user newly online, online user ids of the room)``."""
+    async def join(self, entry: Entry, ttl: float, limit: int) -> tuple[bool, int, list[int]]:
+        """Add or extend the entry; ``(user newly online, online users of the room, the first
+        ``limit`` online user ids, ascending)``."""
 
     async def leave(self, entry: Entry) -> bool:
         """Drop the entry; whether it was the user's last in the room (announce ``left``)."""
@@ -74,7 +83,7 @@ class Backend(Protocol):
         """Drop expired entries of the rooms; ``(room, user)`` of users with none left."""
 
     async def online(self, room_id: int) -> list[int]:
-        """Online user ids of the room, ascending."""
+        """Online user ids of the room, ascending (all of them)."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -86,11 +95,12 @@ class MemoryBackend:
     def __init__(self) -> None:
         self.rooms: dict[int, dict[int, dict[str, float]]] = {}
 
-    async def join(self, entry: Entry, ttl: float) -> tuple[bool, list[int]]:
+    async def join(self, entry: Entry, ttl: float, limit: int) -> tuple[bool, int, list[int]]:
         users = self.rooms.setdefault(entry.room_id, {})
         new = entry.user_id not in users
         users.setdefault(entry.user_id, {})[entry.connection_id] = time.monotonic() + ttl
-        return new, await self.online(entry.room_id)
+        online = await self.online(entry.room_id)
+        return new, len(online), online[:limit]
 
     async def leave(self, entry: Entry) -> bool:
         users = self.rooms.get(entry.room_id, {})
@@ -148,8 +158,8 @@ local keep = math.ceil(tonumber(ARGV[3]) * 2)
 redis.call('EXPIRE', KEYS[1], keep)
 redis.call('EXPIRE', KEYS[2], keep)
 """
-# KEYS: room set, user's connection set. ARGV: user id, connection id, ttl.
-# Returns {1 if the user was not in the room's set, online user ids...}.
+# KEYS: room set, user's connection set. ARGV: user id, connection id, ttl, limit.
+# Returns {1 if the user was not in the room's set, online count, first ``limit`` online ids...}.
 _JOIN = (
     _NOW
     + """
@@ -160,7 +170,9 @@ redis.call('ZADD', KEYS[1], 'GT', expiry, ARGV[1])
 """
     + _KEEP
     + """
-local online = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')
+local count = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local online = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf', 'LIMIT', 0, ARGV[4])
+table.insert(online, 1, count)
 table.insert(online, 1, new and 1 or 0)
 return online
 """
@@ -245,11 +257,11 @@ class RedisBackend:
         room = f"{self.prefix}{{{entry.room_id}}}"
         return [room, f"{room}:{entry.user_id}"]
 
-    async def join(self, entry: Entry, ttl: float) -> tuple[bool, list[int]]:
+    async def join(self, entry: Entry, ttl: float, limit: int) -> tuple[bool, int, list[int]]:
         result = await self._join(
-            keys=self._keys(entry), args=[entry.user_id, entry.connection_id, ttl]
+            keys=self._keys(entry), args=[entry.user_id, entry.connection_id, ttl, limit]
         )
-        return bool(int(result[0])), sorted(int(u) for u in result[1:])
+        return bool(int(result[0])), int(result[1]), sorted(int(u) for u in result[2:])
 
     async def leave(self, entry: Entry) -> bool:
         return bool(
@@ -282,13 +294,36 @@ class RedisBackend:
         await self.redis.aclose()
 
 
+@dataclass
+class _Diff:
+    """The joins and leaves of one room since its last flush."""
+
+    joined: set[int] = field(default_factory=set)
+    left: set[int] = field(default_factory=set)
+
+    def join(self, user_id: int) -> None:
+        if user_id in self.left:
+            self.left.discard(user_id)  # left and came back within the window: no change
+        else:
+            self.joined.add(user_id)
+
+    def leave(self, user_id: int) -> None:
+        if user_id in self.joined:
+            self.joined.discard(user_id)
+        else:
+            self.left.add(user_id)
+
+
 @dataclass(eq=False)
 class _State:
-    """This process's (event loop's) subscribed entries and the task that keeps them alive."""
+    """This process's (event loop's) subscribed entries, the task that keeps them alive, and
+    the presence changes waiting for the next flush."""
 
     backend: Backend
     entries: set[Entry] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    pending: dict[int, _Diff] = field(default_factory=dict)
+    flush: asyncio.TimerHandle | None = None
 
 
 # One state per event loop: a Redis connection pool is bound to its loop, and each test gets
@@ -296,6 +331,7 @@ class _State:
 _states: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _State]" = (
     weakref.WeakKeyDictionary()
 )
+_flushes: set[asyncio.Task[int]] = set()  # publishes in flight (a reference keeps each alive)
 
 
 def _state() -> _State:
@@ -315,38 +351,71 @@ def _ttl() -> float:
     return float(settings.HERALD["PRESENCE_TTL"])
 
 
-def _changes(
-    room_id: int, *, joined: Iterable[int] = (), left: Iterable[int] = (), origin: str = ""
-) -> list[publisher.GroupEvent]:
-    group = events.room_group(room_id)
-    return [
-        (group, events.room_presence(room_id=room_id, joined=u, origin=origin)) for u in joined
-    ] + [(group, events.room_presence(room_id=room_id, left=u)) for u in left]
+def _record(
+    state: _State, room_id: int, *, joined: Iterable[int] = (), left: Iterable[int] = ()
+) -> None:
+    """Note joins and leaves of a room; the next flush, at most ``PRESENCE_WINDOW`` s away,
+    publishes them."""
+    diff = state.pending.setdefault(room_id, _Diff())
+    for user_id in joined:
+        diff.join(user_id)
+    for user_id in left:
+        diff.leave(user_id)
+    if state.flush is None:
+        loop = asyncio.get_running_loop()
+        state.flush = loop.call_later(float(settings.HERALD["PRESENCE_WINDOW"]), _flush_soon, state)
 
 
-async def ajoin(*, room_id: int, user_id: int, connection_id: str, origin: str) -> list[int]:
-    """Mark a socket subscribed to a room; return the room's online user ids (ascending).
+def _flush_soon(state: _State) -> None:
+    task = asyncio.ensure_future(aflush(state))
+    _flushes.add(task)
+    task.add_done_callback(_flushes.discard)
 
-    Announces ``presence {room, joined}`` to ``room.<id>`` when it is the user's first socket
-    there; ``origin`` (the socket's channel name) does not get that frame.
-    """
+
+async def aflush(state: _State | None = None) -> int:
+    """Publish the pending ``presence {room, joined, left}`` of every room now; returns how
+    many frames went out (rooms whose diff was not empty)."""
+    state = state or _state()
+    state.flush = None
+    pending, state.pending = state.pending, {}
+    changes = [
+        (
+            events.presence_group(room_id),
+            events.room_presence(
+                room_id=room_id, joined=sorted(diff.joined), left=sorted(diff.left)
+            ),
+        )
+        for room_id, diff in sorted(pending.items())
+        if diff.joined or diff.left
+    ]
+    await publisher.apublish(changes)
+    return len(changes)
+
+
+async def ajoin(
+    *, room_id: int, user_id: int, connection_id: str, limit: int
+) -> tuple[int, list[int]]:
+    """Mark a socket subscribed to a room; ``(online users, the first ``limit`` online user
+    ids, ascending)``. The user's first socket there is announced as ``joined`` with the next
+    flush."""
     state = _state()
     entry = Entry(room_id, user_id, connection_id)
     state.entries.add(entry)
     if state.task is None or state.task.done():
         state.task = asyncio.ensure_future(_keep_alive(state))
     try:
-        new, online = await state.backend.join(entry, _ttl())
+        new, count, online = await state.backend.join(entry, _ttl(), limit)
     except _ERRORS:
         logger.warning("presence join failed: room=%s", room_id, exc_info=True)
-        return [user_id]
+        return 1, [user_id]
     if new:
-        await publisher.apublish(_changes(room_id, joined=[user_id], origin=origin))
-    return online
+        _record(state, room_id, joined=[user_id])
+    return count, online
 
 
 async def aleave(*, room_id: int, user_id: int, connection_id: str) -> None:
-    """Mark a socket no longer subscribed; announce ``left`` if it was the user's last there."""
+    """Mark a socket no longer subscribed; ``left`` goes out with the next flush if it was the
+    user's last socket there."""
     state = _state()
     entry = Entry(room_id, user_id, connection_id)
     state.entries.discard(entry)
@@ -359,7 +428,7 @@ async def aleave(*, room_id: int, user_id: int, connection_id: str) -> None:
         logger.warning("presence leave failed: room=%s", room_id, exc_info=True)
         return
     if gone:
-        await publisher.apublish(_changes(room_id, left=[user_id]))
+        _record(state, room_id, left=[user_id])
 
 
 async def aonline(*, room_id: int) -> list[int]:
@@ -382,15 +451,13 @@ async def arefresh() -> None:
     if not entries:
         return
     found = await state.backend.refresh(entries, _ttl())
-    changes: list[publisher.GroupEvent] = []
     for entry, present in zip(entries, found, strict=True):
         if not present and entry in state.entries:
-            new, _ = await state.backend.join(entry, _ttl())
+            new, _, _ = await state.backend.join(entry, _ttl(), 0)
             if new:
-                changes += _changes(entry.room_id, joined=[entry.user_id])
+                _record(state, entry.room_id, joined=[entry.user_id])
     for room_id, user_id in await state.backend.sweep(sorted({e.room_id for e in entries})):
-        changes += _changes(room_id, left=[user_id])
-    await publisher.apublish(changes)
+        _record(state, room_id, left=[user_id])
 
 
 async def _keep_alive(state: _State) -> None:
@@ -412,6 +479,8 @@ async def aclose() -> None:
     state = _states.pop(loop, None)
     if state is None:
         return
+    if state.flush is not None:
+        state.flush.cancel()
     if state.task is not None:
         state.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db.models import BigIntegerField, Count, OuterRef, Prefetch, Subquery, Value
+from django.db.models import BigIntegerField, Count, OuterRef, Prefetch, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
 from .models import Membership, Message, Room
@@ -17,6 +17,16 @@ def room_is_member(*, room_id: int, user_id: int) -> bool:
     if not 0 < room_id <= MAX_ID:
         return False
     return Membership.objects.filter(room_id=room_id, user_id=user_id).exists()
+
+
+def room_size_for_member(*, room_id: int, user_id: int) -> int | None:
+    """The room's member count if the user is one of them, else ``None`` (one query)."""
+    if not 0 < room_id <= MAX_ID:
+        return None
+    counts = Membership.objects.filter(room_id=room_id).aggregate(
+        size=Count("pk"), mine=Count("pk", filter=Q(user_id=user_id))
+    )
+    return counts["size"] if counts["mine"] else None
 
 
 def membership_get(*, room_id: int, user_id: int) -> Membership | None:

@@ -6,11 +6,13 @@ commit.
 
 import uuid
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from realtime import publisher
 from realtime.errors import CommandError
+from realtime.events import encode
 from realtime.groups import user_group
 
 from . import events, selectors
@@ -200,14 +202,24 @@ def _lock_room_of_member(*, room_id: int, user_id: int) -> bool:
 
 
 def room_message_send(
-    *, room_id: int, author_id: int, body: str, client_id: uuid.UUID | None = None
+    *,
+    room_id: int,
+    author_id: int,
+    body: str,
+    client_id: uuid.UUID | None = None,
+    author_username: str | None = None,
 ) -> Message:
     """Store a message, then push ``message`` to ``room.<id>`` after commit
     (docs/protocol.md, "WebSocket frames").
 
     ``body`` is trimmed and must then be 1..4000 characters (:class:`ChatError`). The author
     must be a member (:class:`RoomNotFound`). A ``client_id`` the author already used returns
-    the stored message and pushes nothing; ``None`` picks a fresh one (REST posts).
+    the stored message and pushes nothing; ``None`` picks a fresh one (REST posts). Given
+    ``author_username`` (a socket knows it), the author is not read from the database.
+
+    Two statements: lock the room (checking membership in the same query), insert. The
+    returned message's ``payload_text`` is its ``message_payload`` as JSON text, encoded once
+    for the frame and for the sender's ``ack``.
     """
     body = body.strip()
     if not 1 <= len(body) <= MESSAGE_MAX_LENGTH:
@@ -217,22 +229,31 @@ def room_message_send(
         with transaction.atomic():
             if not _lock_room_of_member(room_id=room_id, user_id=author_id):
                 raise RoomNotFound
-            previous = selectors.message_by_client_id(author_id=author_id, client_id=client_id)
-            if previous is not None:
-                return previous
             message = Message.objects.create(
                 room_id=room_id, author_id=author_id, body=body, client_id=client_id
             )
-            message = Message.objects.select_related("author").get(pk=message.pk)
-            publisher.publish_on_commit(
-                [(room_group(room_id), events.room_message(message_payload(message)))]
-            )
     except IntegrityError:
-        # A concurrent send with the same client_id won: answer with its message.
+        # The author used this client_id before (a retry), or a concurrent send with it won:
+        # answer with the stored message; nothing is pushed twice.
         previous = selectors.message_by_client_id(author_id=author_id, client_id=client_id)
         if previous is None:
             raise
+        previous.payload_text = encode(message_payload(previous))  # type: ignore[attr-defined]
         return previous
+    if author_username is None:
+        author = get_user_model().objects.only("username").get(pk=author_id)
+    else:  # the author's row, as far as the payload needs it, without a query
+        author = get_user_model()(pk=author_id, username=author_username)
+    message.author = author
+    message.payload_text = encode(message_payload(message))  # type: ignore[attr-defined]
+    publisher.publish_on_commit(
+        [
+            (
+                room_group(room_id),
+                events.room_message({"room": room_id, "id": message.pk}, message.payload_text),
+            )
+        ]  # type: ignore[attr-defined]
+    )
     return message
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from channels.db import database_sync_to_async
+from django.conf import settings
 from pydantic import BaseModel, Field, StringConstraints
 
 from realtime import resilience
@@ -35,6 +36,14 @@ class Subscribe(Frame):
     type: Literal["subscribe"]
     room: RowId
     since: BigId | None = None
+
+
+class PresenceWatch(Frame):
+    """``presence.watch {room}`` (a subscribed room) → ``ack {room, online, online_count}`` with
+    every online member, then the room's presence diffs, whatever its size."""
+
+    type: Literal["presence.watch"]
+    room: RowId
 
 
 class Unsubscribe(Frame):
@@ -106,13 +115,16 @@ class TypingFrame(ServerFrame):
 
 
 class PresenceFrame(ServerFrame):
-    """Who is online in a room: ``online`` after ``subscribe``, then ``joined`` or ``left``."""
+    """Who is online in a room: ``online`` (at most ``HERALD_PRESENCE_PAGE`` ids in a large
+    room) and ``online_count`` after ``subscribe``; then the changes of each window,
+    ``joined`` and ``left``."""
 
     type: Literal["presence"]
     room: int
     online: list[int] | None = None
-    joined: int | None = None
-    left: int | None = None
+    online_count: int | None = None
+    joined: list[int] | None = None
+    left: list[int] | None = None
 
 
 class RoomReadFrame(ServerFrame):
@@ -190,6 +202,7 @@ async def _join(socket: Socket, room: int) -> None:
 async def _leave(socket: Socket, room: int) -> None:
     rooms = _rooms(socket)
     await socket.leave(events.room_group(room))
+    await socket.leave(events.presence_group(room))
     rooms.subscribed.discard(room)
     rooms.replayed.pop(room, None)
     await presence.aleave(room_id=room, user_id=socket.user.pk, connection_id=socket.connection_id)
@@ -217,32 +230,50 @@ async def _replay(socket: Socket, room: int, since: int) -> None:
     replayed.renew()
 
 
-def _message_send(**kwargs: Any) -> dict[str, Any]:
-    return message_payload(services.room_message_send(**kwargs))
+def _message_send(**kwargs: Any) -> str:
+    return str(services.room_message_send(**kwargs).payload_text)  # type: ignore[attr-defined]
 
 
 # Command handlers ----------------------------------------------------------------------------
 
 
 async def subscribe(socket: Socket, frame: Subscribe) -> None:
-    """Join the room's group, announce presence, ``ack``, then replay what came after ``since``."""
-    if not await database_sync_to_async(selectors.room_is_member)(
+    """Join the room's group, mark the socket online, ``ack``, then replay what came after
+    ``since``. In a room of at most ``HERALD_PRESENCE_FULL_LIMIT`` members the socket also gets
+    presence diffs; in a larger one only after ``presence.watch``."""
+    size = await database_sync_to_async(selectors.room_size_for_member)(
         room_id=frame.room, user_id=socket.user.pk
-    ):
+    )
+    if size is None:
         raise services.RoomNotFound
     # Join the group before reading the replay: a message committed meanwhile is then
     # both replayed and queued live (dropped by ReplayedIds), never neither.
     await _join(socket, frame.room)
-    online = await presence.ajoin(
+    small = size <= settings.HERALD["PRESENCE_FULL_LIMIT"]
+    if small:
+        await socket.join(events.presence_group(frame.room), resilience.JOIN_TIMEOUT)
+    count, online = await presence.ajoin(
         room_id=frame.room,
         user_id=socket.user.pk,
         connection_id=socket.connection_id,
-        origin=socket.channel_name,
+        limit=size if small else settings.HERALD["PRESENCE_PAGE"],
     )
-    await socket.ack(frame.ref, room=frame.room, presence=online)
-    await socket.send_frame({"type": "presence", "room": frame.room, "online": online})
+    await socket.ack(frame.ref, room=frame.room, presence=online, online_count=count)
+    await socket.send_frame(
+        {"type": "presence", "room": frame.room, "online": online, "online_count": count}
+    )
     if frame.since is not None:
         await _replay(socket, frame.room, frame.since)
+
+
+async def presence_watch(socket: Socket, frame: PresenceWatch) -> None:
+    """Start the room's presence diffs; ``ack {room, online, online_count}`` with every online
+    member (read after joining the diffs' group, so no change falls between)."""
+    if not _subscribed(socket, frame.room):
+        raise services.RoomNotFound("Subscribe to the room first.")
+    await socket.join(events.presence_group(frame.room), resilience.JOIN_TIMEOUT)
+    online = await presence.aonline(room_id=frame.room)
+    await socket.ack(frame.ref, room=frame.room, online=online, online_count=len(online))
 
 
 async def unsubscribe(socket: Socket, frame: Unsubscribe) -> None:
@@ -253,11 +284,16 @@ async def unsubscribe(socket: Socket, frame: Unsubscribe) -> None:
 
 
 async def message_send(socket: Socket, frame: MessageSend) -> None:
-    """Store the message (the service publishes it), then ``ack {message}``."""
-    message = await database_sync_to_async(_message_send)(
-        room_id=frame.room, author_id=socket.user.pk, body=frame.body, client_id=frame.client_id
+    """Store the message (the service publishes it), then ``ack {message}``: the message's
+    JSON, encoded once by the service, goes into the ack as it is."""
+    payload_text = await database_sync_to_async(_message_send)(
+        room_id=frame.room,
+        author_id=socket.user.pk,
+        body=frame.body,
+        client_id=frame.client_id,
+        author_username=socket.user.username,
     )
-    await socket.ack(frame.ref, message=message)
+    await socket.send_text(f'{{"type":"ack","ref":{encode(frame.ref)},"message":{payload_text}}}')
 
 
 async def typing(socket: Socket, frame: Typing) -> None:
@@ -304,8 +340,9 @@ async def on_typing(socket: Socket, event: dict[str, Any]) -> None:
 
 
 async def on_presence(socket: Socket, event: dict[str, Any]) -> None:
-    """Presence diffs, except to the socket that caused one (it has the ``online`` list)."""
-    if _subscribed(socket, event["room"]) and event["origin"] != socket.channel_name:
+    """A window's presence changes of a room this socket watches (``presence.<room>``), unless
+    they are only about this socket's own user (who knows they are online)."""
+    if _subscribed(socket, event["room"]) and event["users"] != [socket.user.pk]:
         await socket.send_text(event["text"])
 
 
@@ -337,6 +374,7 @@ register(
         commands={
             "subscribe": (Subscribe, subscribe),
             "unsubscribe": (Unsubscribe, unsubscribe),
+            "presence.watch": (PresenceWatch, presence_watch),
             "message.send": (MessageSend, message_send),
             "typing": (Typing, typing),
             "room.read": (RoomRead, room_read),

@@ -15,11 +15,14 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from accounts.ws_auth import HeraldAuthMiddleware  # noqa: E402
+from realtime.publisher import ServingLoop  # noqa: E402
 from realtime.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": HeraldAuthMiddleware(URLRouter(websocket_urlpatterns)),
-    }
+application = ServingLoop(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": HeraldAuthMiddleware(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

@@ -7,7 +7,7 @@ commit.
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -16,7 +16,7 @@ from realtime.groups import user_group
 
 from . import events, selectors
 from .models import Notification, NotificationCounter
-from .serializers import NotificationSerializer
+from .serializers import notification_payload
 
 _BATCH = 1000
 
@@ -30,13 +30,37 @@ class NotificationBatch:
 
 
 def _allocate_seqs(user_ids: list[int]) -> dict[int, int]:
-    """Give each user the next ``seq`` of their notifications; return ``{user_id: seq}``.
+    """Give each user (ids ascending) the next ``seq`` of their notifications; return
+    ``{user_id: seq}``. Must run inside ``transaction.atomic``.
 
-    Counter rows are locked in ``user_id`` order (``SELECT ... FOR UPDATE`` on PostgreSQL; an
-    IMMEDIATE transaction holds SQLite's one write lock), so concurrent creators for the same
-    user queue instead of taking the same number, and two batches cannot deadlock.
-    Must run inside ``transaction.atomic``.
+    One upsert per 1000 users, ``INSERT … ON CONFLICT (user_id) DO UPDATE SET last_seq =
+    last_seq + 1 RETURNING`` (PostgreSQL 9.5+, SQLite 3.35+): it creates a missing counter at 1
+    and locks and increments an existing one, so concurrent creators for the same user queue
+    on its row instead of taking the same number, and two batches, locking in ``user_id``
+    order, cannot deadlock. Where the database has no such statement, the same in four
+    statements (insert missing, lock in order, increment, read back).
     """
+    seqs: dict[int, int] = {}
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return _allocate_seqs_portable(user_ids)
+    quote = connection.ops.quote_name
+    table = quote(NotificationCounter._meta.db_table)
+    with connection.cursor() as cursor:
+        for start in range(0, len(user_ids), _BATCH):
+            chunk = user_ids[start : start + _BATCH]
+            values = ", ".join(["(%s, 1)"] * len(chunk))
+            cursor.execute(
+                f"INSERT INTO {table} ({quote('user_id')}, {quote('last_seq')}) "  # noqa: S608
+                f"VALUES {values} ON CONFLICT ({quote('user_id')}) DO UPDATE SET "
+                f"{quote('last_seq')} = {table}.{quote('last_seq')} + 1 "
+                f"RETURNING {quote('user_id')}, {quote('last_seq')}",
+                chunk,
+            )
+            seqs.update((int(user), int(seq)) for user, seq in cursor.fetchall())
+    return seqs
+
+
+def _allocate_seqs_portable(user_ids: list[int]) -> dict[int, int]:
     NotificationCounter.objects.bulk_create(
         [NotificationCounter(user_id=pk) for pk in user_ids],
         ignore_conflicts=True,
@@ -96,10 +120,9 @@ def notification_create(
                     )
                 )
                 rows = [n for n in rows if seqs[n.recipient_id] == n.seq]
-            payloads = NotificationSerializer(rows, many=True).data  # one pass, not one per row
             publisher.publish_on_commit(
-                (user_group(n.recipient_id), events.notification_created(dict(payload)))
-                for n, payload in zip(rows, payloads, strict=True)
+                (user_group(n.recipient_id), events.notification_created(notification_payload(n)))
+                for n in rows
             )
     except IntegrityError:
         # A concurrent call with the same idempotency key won the race: answer with its batch.

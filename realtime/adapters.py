@@ -11,6 +11,7 @@ degrading.
 """
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -126,6 +127,65 @@ class PubSubLayer(RedisPubSubChannelLayer):
             self._leaving[key] -= 1
             if not self._leaving[key]:
                 del self._leaving[key]
+
+    async def new_channel_in_groups(self, groups: list[str], prefix: str = "specific.") -> str:
+        """A new channel of this process, already in ``groups``: one ``SUBSCRIBE`` per Redis
+        host for the channel and every group this process does not receive yet, where the
+        parent's ``new_channel`` and one ``group_add`` per group took a locked round trip each.
+        """
+        loop_layer = self._get_layer()
+        channel = f"{loop_layer.prefix}{prefix}{uuid.uuid4().hex}"
+        loop_layer.channels[channel] = asyncio.Queue()
+        names = [channel]
+        for group in groups:
+            name = loop_layer._get_group_channel_name(group)
+            loop_layer.groups.setdefault(name, set()).add(channel)
+            names.append(name)
+        by_shard: dict[Any, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(loop_layer._get_shard(name), []).append(name)
+        try:
+            for shard, wanted in by_shard.items():
+                async with shard._lock:
+                    missing = [n for n in wanted if n not in shard._subscribed_to]
+                    if missing:
+                        shard._ensure_redis()
+                        shard._ensure_receiver()
+                        await shard._pubsub.subscribe(*missing)
+                        shard._subscribed_to.update(missing)
+        except BaseException:
+            await self.discard_channel_and_groups(channel, groups)
+            raise
+        return channel
+
+    async def discard_channel_and_groups(self, channel: str, groups: list[str]) -> None:
+        """Take ``channel`` out of ``groups`` and drop it: one ``UNSUBSCRIBE`` per Redis host
+        for the channel and every group it leaves empty in this process."""
+        loop_layer = self._get_layer()
+        loop_layer.channels.pop(channel, None)
+        names = [channel]
+        for group in groups:
+            name = loop_layer._get_group_channel_name(group)
+            members = loop_layer.groups.get(name)
+            if members is not None and channel in members:
+                members.discard(channel)
+                if not members:
+                    del loop_layer.groups[name]
+                    names.append(name)
+        by_shard: dict[Any, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(loop_layer._get_shard(name), []).append(name)
+        for shard, wanted in by_shard.items():
+            async with shard._lock:
+                # A group joined again meanwhile stays subscribed.
+                gone = [
+                    n for n in wanted if n in shard._subscribed_to and n not in loop_layer.groups
+                ]
+                if gone:
+                    shard._ensure_redis()
+                    shard._ensure_receiver()
+                    await shard._pubsub.unsubscribe(*gone)
+                    shard._subscribed_to.difference_update(gone)
 
     def subscriber_connections(self) -> list[tuple[Any, Any]]:
         """``(redis-py connection, its pool)`` this event loop receives on, one per host that

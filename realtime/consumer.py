@@ -24,13 +24,13 @@ from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from config.logging import bind_connection
 
 from . import adapters, census, events, frames, metrics, resilience
 from .errors import CommandError
+from .events import iso
 from .groups import session_group, user_group
 from .instrumentation import InstrumentedConsumer
 from .protocol import SUBPROTOCOL, Close, ErrorCode
@@ -42,15 +42,6 @@ _DRAIN_POLL = 0.05  # s between looks at a socket's outgoing backlog while it is
 _ACTIVITY_EVERY = 60  # s between ``on_activity`` hooks of one socket
 
 T = TypeVar("T")
-
-
-def iso(moment: datetime | None) -> str | None:
-    """``moment`` as an ISO 8601 UTC string with ``Z``, or ``None``."""
-    return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-def _seconds_until(moment: datetime) -> float:
-    return max(0.0, moment.timestamp() - time.time())
 
 
 class TokenBucket:
@@ -85,29 +76,71 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """channels' ``AsyncConsumer.__call__``, with the channel's creation bounded.
 
-        ``new_channel()`` subscribes on the pub/sub layer, a Redis round trip: with Redis down
-        it would raise (daphne answers HTTP 500) or hang the handshake. Instead the handshake is
-        accepted and closed with 4503, so the client reconnects with backoff.
+        The channel is created with the socket's user and session groups in one step where the
+        layer can (``realtime.adapters.PubSubLayer.new_channel_in_groups``: one Redis round
+        trip), and not at all for a handshake that will only be refused. It is a Redis round
+        trip: with Redis down it would raise (daphne answers HTTP 500) or hang the handshake.
+        Instead the handshake is accepted and closed with 4503, so the client reconnects with
+        backoff.
         """
         self.scope = scope
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        auth = scope["herald"]
         receivers = [receive]
-        if self.channel_layer is not None:
+        if self.channel_layer is not None and auth.close_code is None:
+            groups = [user_group(auth.user.pk), session_group(auth.session_id)]
             try:
-                self.channel_name = await resilience.bounded(self.channel_layer.new_channel())
+                self.channel_name = await resilience.bounded(self._new_channel(groups))
             except resilience.LayerUnavailable as error:
                 logger.warning("handshake refused with 4503: channel layer unavailable: %s", error)
                 await self._refuse(receive, Close.UNAVAILABLE)
                 return
+            self.handshake_groups = groups  # in self.groups from connect() on
             self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
             receivers.append(self.channel_receive)
         try:
-            await await_many_dispatch(receivers, self.dispatch)
+            await self._pump(receivers)
         except StopConsumer:
             pass
         finally:
             resilience.reconnects.untrack(self)
+
+    async def _pump(self, receivers: list[Any]) -> None:
+        """channels' ``await_many_dispatch``: messages from every source, handled one at a time,
+        each source's in order. One long-lived task per source instead of a new task (and an
+        ``asyncio.wait``) per message: that was a tenth of the CPU of a delivered frame
+        (docs/performance.md). Returns or raises when a handler raises (``StopConsumer`` on
+        disconnect); every source's pending receive is cancelled and awaited, which the channel
+        layer needs to clean up the channel."""
+        lock = asyncio.Lock()
+
+        async def pump(receive: Any) -> None:
+            while True:
+                message = await receive()
+                async with lock:
+                    await self.dispatch(message)
+
+        tasks = [asyncio.ensure_future(pump(receive)) for receive in receivers]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def _new_channel(self, groups: list[str]) -> str:
+        in_groups = getattr(self.channel_layer, "new_channel_in_groups", None)
+        if in_groups is not None:
+            return str(await in_groups(groups))
+        channel = await self.channel_layer.new_channel()
+        for group in groups:
+            await self.channel_layer.group_add(group, channel)
+        return str(channel)
 
     async def _refuse(self, receive: Any, code: int) -> None:
         """Accept the handshake only to close it with ``code`` (browsers cannot read a status)."""
@@ -140,6 +173,7 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         auth = self.scope["herald"]
         self.closing = False
         self.extras: dict[type, Any] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()  # short-lived work the timers start
         await self.accept(auth.subprotocol)
         if auth.close_code is not None:
             await self.close_with(auth.close_code)
@@ -148,16 +182,11 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         self.session_id = auth.session_id
         self.connection_id = uuid.uuid4().hex
         bind_connection(connection_id=self.connection_id, user_id=self.user.pk)  # every log line
-        self.bucket = TokenBucket(settings.HERALD["WS_RATE"], settings.HERALD["WS_BURST"])
+        self.bucket: TokenBucket | None = None  # on the first frame: most sockets only listen
         self.strikes = 0
         self.active_at = time.monotonic()
-        try:
-            for group in (user_group(self.user.pk), session_group(auth.session_id)):
-                await self.join(group)
-        except resilience.LayerUnavailable as error:
-            logger.warning("handshake closed with 4503: channel layer unavailable: %s", error)
-            await self.close_with(Close.UNAVAILABLE)
-            return
+        # Joined with the channel (__call__); channels' websocket_connect must not join again.
+        self.groups.extend(self.handshake_groups)
         # Frames published while the layer's subscriber connection was down are lost: if it
         # reconnects, this socket closes with 4503 and its client resumes (docs/reliability.md).
         resilience.reconnects.track(self.channel_layer, self, self._layer_lost)
@@ -171,21 +200,25 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
                 "expires_at": iso(auth.expires_at),
             }
         )
-        self.expiry = asyncio.ensure_future(self._expire(auth.warn_at, auth.close_at))
+        self.renew_expiry(auth.warn_at, auth.close_at)
 
     async def websocket_disconnect(self, message: dict[str, Any]) -> None:
         # channels' version, with each group_discard bounded: with Redis down it would raise
         # (a traceback per closing socket) or hang the consumer's exit.
         self.socket_closed(message.get("code"))  # metrics and log (InstrumentedConsumer)
-        for group in self.groups:
+        discard_all = getattr(self.channel_layer, "discard_channel_and_groups", None)
+        if discard_all is not None and hasattr(self, "channel_name"):
             with contextlib.suppress(resilience.LayerUnavailable):
-                await resilience.group_discard(self.channel_layer, group, self.channel_name)
+                await resilience.bounded(discard_all(self.channel_name, list(self.groups)))
+        else:
+            for group in self.groups:
+                with contextlib.suppress(resilience.LayerUnavailable):
+                    await resilience.group_discard(self.channel_layer, group, self.channel_name)
         await self.disconnect(message["code"])
         raise StopConsumer()
 
     async def disconnect(self, code: int) -> None:
-        if expiry := getattr(self, "expiry", None):
-            expiry.cancel()
+        self._cancel_expiry()
         if hasattr(self, "user"):  # accepted as a user: the apps' hooks may clean up
             for hook in registry.on_disconnect:
                 await hook(self)
@@ -194,17 +227,20 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         if not self.closing:
             await self.close_with(Close.UNAVAILABLE)
 
-    async def _expire(self, warn_at: datetime | None, close_at: datetime | None) -> None:
-        """Send ``auth.expiring`` at ``warn_at``, close with 4401 at ``close_at``."""
-        if close_at is None:
-            return
-        if warn_at is not None:
-            await asyncio.sleep(_seconds_until(warn_at))
-            await self.send_frame({"type": "auth.expiring", "expires_at": iso(close_at)})
-        await asyncio.sleep(_seconds_until(close_at))
+    def _expiring(self, close_at: datetime) -> None:
+        """Timer: send ``auth.expiring``."""
         if not self.closing:
-            self.closing = True
-            await self.close(int(Close.UNAUTHENTICATED))
+            self._spawn(self.send_frame({"type": "auth.expiring", "expires_at": iso(close_at)}))
+
+    def _expired(self) -> None:
+        """Timer: the token expired unrefreshed; close with 4401."""
+        if not self.closing:
+            self._spawn(self.close_with(Close.UNAUTHENTICATED))
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     # What handlers use ------------------------------------------------------------------------
 
@@ -217,10 +253,24 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         return found
 
     def renew_expiry(self, warn_at: datetime | None, close_at: datetime | None) -> None:
-        """Replace the expiry timer: ``auth.expiring`` at ``warn_at``, close 4401 at
-        ``close_at`` (``None``: never)."""
-        self.expiry.cancel()
-        self.expiry = asyncio.ensure_future(self._expire(warn_at, close_at))
+        """Replace the expiry timers: ``auth.expiring`` at ``warn_at``, close 4401 at
+        ``close_at`` (``None``: never). Timers, not a sleeping task: an idle socket costs a
+        timer handle, not a task and its frame."""
+        self._cancel_expiry()
+        if close_at is None:
+            return
+        loop = asyncio.get_running_loop()
+        now, clock = time.time(), loop.time()
+        timers = [loop.call_at(clock + close_at.timestamp() - now, self._expired)]
+        if warn_at is not None:
+            when = clock + warn_at.timestamp() - now
+            timers.append(loop.call_at(when, self._expiring, close_at))
+        self.expiry = timers
+
+    def _cancel_expiry(self) -> None:
+        for timer in getattr(self, "expiry", ()):
+            timer.cancel()
+        self.expiry = []
 
     async def join(self, group: str, limit: float = resilience.LAYER_TIMEOUT) -> None:
         """Receive ``group``'s events; raises ``resilience.LayerUnavailable`` after
@@ -241,8 +291,7 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         """Close the socket with ``code``; nothing more is sent on it."""
         self.closing = True
         resilience.reconnects.untrack(self)
-        if expiry := getattr(self, "expiry", None):
-            expiry.cancel()
+        self._cancel_expiry()
         # A plain int: autobahn refuses any other type, an IntEnum member included.
         await self.close(int(code))
 
@@ -308,6 +357,8 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         if size > settings.HERALD["WS_MAX_MESSAGE_BYTES"]:
             await self.close_with(Close.TOO_LARGE)
             return
+        if self.bucket is None:
+            self.bucket = TokenBucket(settings.HERALD["WS_RATE"], settings.HERALD["WS_BURST"])
         if not self.bucket.take():
             self.strikes += 1
             if self.strikes > settings.HERALD["WS_BURST"]:

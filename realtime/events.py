@@ -7,10 +7,20 @@ built, and carried as ``text``, so a fan-out to N sockets costs one encoding, no
 """
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 SOCKET_CLOSE = "socket.close"
 SOCKET_CENSUS = "socket.census"
+
+
+def iso(moment: datetime | None) -> str | None:
+    """``moment`` in UTC as ISO 8601 with ``Z`` (as DRF's ``DateTimeField`` shows it with
+    ``TIME_ZONE = "UTC"``), or ``None``."""
+    if moment is None:
+        return None
+    value = moment.astimezone(UTC).isoformat()
+    return value[:-6] + "Z" if value.endswith("+00:00") else value
 
 
 def encode(frame: dict[str, Any]) -> str:

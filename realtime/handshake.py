@@ -26,3 +26,18 @@ class Handshake:
     expires_at: datetime | None = None
     warn_at: datetime | None = None
     close_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SocketUser:
+    """The user of an authenticated socket: what the transport and the handlers need of them,
+    without a database row (``scope["user"]``)."""
+
+    pk: int
+    username: str
+    is_authenticated: bool = True
+
+    @property
+    def id(self) -> int:
+        """The user's id (Django's ``User.id``)."""
+        return self.pk

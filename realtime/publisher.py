@@ -74,9 +74,83 @@ async def apublish(events: Iterable[GroupEvent]) -> int:
     return failures
 
 
-def publish(events: Iterable[GroupEvent]) -> int:
-    """Synchronous twin of :func:`apublish`, for code outside the event loop."""
-    return async_to_sync(apublish)(list(events))
+class _Outbox:
+    """Events handed over by threads, sent by one task on the server's event loop.
+
+    A service runs in a worker thread (a REST view, ``database_sync_to_async``). Waiting there
+    for the publish (``async_to_sync``) held that thread, which Django's ASGI handler shares
+    among all sync views, for a Redis round trip per write: 10 concurrent single-recipient
+    ``POST``s ran one after the other. The thread now queues the events and goes on; one task
+    on the loop sends whatever has queued, in order and in one pipeline (docs/architecture.md).
+    """
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pending: list[GroupEvent] = []
+        self.draining = False
+
+    def put(self, batch: list[GroupEvent]) -> bool:
+        """Queue ``batch`` from another thread; ``False`` when no serving loop is known."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running():
+            return False
+        try:
+            loop.call_soon_threadsafe(self._take, batch)
+        except RuntimeError:  # the loop closed meanwhile
+            return False
+        return True
+
+    def _take(self, batch: list[GroupEvent]) -> None:
+        self.pending.extend(batch)
+        if not self.draining:
+            self.draining = True
+            task = asyncio.ensure_future(self._drain())
+            _tasks.add(task)
+            task.add_done_callback(_tasks.discard)
+
+    async def _drain(self) -> None:
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                await apublish(batch)
+        finally:
+            self.draining = False
+
+
+_outbox = _Outbox()
+_tasks: set[asyncio.Task[None]] = set()
+
+
+class ServingLoop:
+    """ASGI middleware that tells the publisher which event loop serves the application
+    (``config/asgi.py`` wraps the application in it): threads then hand their events to it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        _outbox.loop = asyncio.get_running_loop()
+        return await self.app(scope, receive, send)
+
+
+def publish(events: Iterable[GroupEvent]) -> None:
+    """Send the events from code outside the event loop, in order.
+
+    In a server (a loop known through :class:`ServingLoop`) the events are queued to that loop
+    and this returns at once; elsewhere (a management command, a sync test) it sends them and
+    waits (``async_to_sync``).
+    """
+    batch = list(events)
+    if not batch:
+        return
+    try:
+        in_loop = asyncio.get_running_loop() is _outbox.loop
+    except RuntimeError:
+        in_loop = False
+    if in_loop:  # a sync call inside the loop itself: schedule, never block the loop
+        _outbox._take(batch)
+    elif not _outbox.put(batch):
+        async_to_sync(apublish)(batch)
 
 
 def publish_on_commit(events: Iterable[GroupEvent]) -> None:

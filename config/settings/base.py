@@ -227,6 +227,13 @@ HERALD = {
     # within about TTL + REFRESH s (docs/protocol.md, "Presence").
     "PRESENCE_TTL": env.float("HERALD_PRESENCE_TTL", default=30.0),
     "PRESENCE_REFRESH": env.float("HERALD_PRESENCE_REFRESH", default=10.0),
+    # Joins and leaves of a room are collected this long, then sent as one frame (at most
+    # 0.25 s, docs/protocol.md); rooms of more members than FULL_LIMIT send diffs only to
+    # sockets that sent ``presence.watch``, and a subscribe's answer lists at most PAGE of
+    # their online members.
+    "PRESENCE_WINDOW": env.float("HERALD_PRESENCE_WINDOW", default=0.2),
+    "PRESENCE_FULL_LIMIT": env.int("HERALD_PRESENCE_FULL_LIMIT", default=200),
+    "PRESENCE_PAGE": env.int("HERALD_PRESENCE_PAGE", default=100),
     "REDIS_PREFIX": env.str("HERALD_CHANNEL_PREFIX", default="herald"),
     # Bearer token a Prometheus scraper sends to /metrics; unset: staff sessions only.
     "METRICS_TOKEN": env.str("HERALD_METRICS_TOKEN", default=""),

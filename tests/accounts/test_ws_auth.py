@@ -8,11 +8,13 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.cache import cache
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from accounts import services
 from accounts.models import LoginSession
+from accounts.selectors import user_cache_key
 from notifications import services as notification_services
 from tests.support.auth import (
     ALLOWED_ORIGIN,
@@ -290,8 +292,10 @@ async def test_inactive_user_is_closed_4403_and_joins_no_group(
 ):
     presented = await call(present, method, alice, alice_api)
     # A deactivation that bypasses save() (a bulk update, a raw SQL change) leaves the login
-    # sessions alone: the handshake itself must still refuse the user.
+    # sessions alone, and the user's cached state too: the handshake must refuse the user once
+    # that state expires (accounts.selectors.USER_TTL), which forgetting it stands for here.
     await call(get_user_model().objects.filter(pk=alice.pk).update, is_active=False)
+    await call(cache.delete, user_cache_key(alice.pk))
 
     comm = open_ws(**presented.kwargs)
     await assert_refused(comm, 4403)
@@ -479,3 +483,25 @@ async def test_refresh_token_reuse_closes_the_sessions_sockets(alice_api, open_w
     )
     assert replay.status_code == 401
     assert await comm.receive_output(timeout=1) == CLOSE_4401
+
+
+async def test_a_token_handshake_reads_no_database_once_logged_in(alice, login, open_ws):
+    """The identity a handshake needs comes from the shared cache that the login filled and
+    that revocation and a user's save write through (accounts.selectors.socket_identity)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from accounts.ws_auth import identify
+
+    session, pair = await call(login, alice)
+    await call(identify, "header", pair["access"])  # the session's last_seen_at is due once
+
+    def handshake() -> tuple[Any, list[dict[str, Any]]]:
+        with CaptureQueriesContext(connection) as queries:
+            result = identify("header", pair["access"])
+        return result, queries.captured_queries
+
+    result, queries = await call(handshake)
+    assert result.close_code is None
+    assert (result.user.pk, result.user.username) == (alice.pk, "alice")
+    assert queries == []

@@ -30,7 +30,13 @@ async def test_subscribe_acks_with_presence(open_socket, make_room, alice, bob):
     room = await database_sync_to_async(make_room)(alice, bob)
     ws = await open_socket(alice)
     ack = await ws.subscribe(room)
-    assert ack == {"type": "ack", "ref": "sub", "room": room.pk, "presence": [alice.pk]}
+    assert ack == {
+        "type": "ack",
+        "ref": "sub",
+        "room": room.pk,
+        "presence": [alice.pk],
+        "online_count": 1,
+    }
     await ws.silent()
 
 
@@ -341,7 +347,7 @@ async def test_removed_member_stops_receiving_at_once(open_socket, make_room, as
     await tab2.subscribe(room)
     await owner.subscribe(room)
     for tab in (tab1, tab2):
-        assert (await tab.expect("presence"))["joined"] == alice.pk
+        assert (await tab.expect("presence"))["joined"] == [alice.pk]
 
     answer = await database_sync_to_async(
         lambda: as_user(alice).delete(f"/api/rooms/{room.pk}/members/{bob.pk}/")
@@ -350,7 +356,13 @@ async def test_removed_member_stops_receiving_at_once(open_socket, make_room, as
     for tab in (tab1, tab2):
         told = await tab.expect("error")
         assert (told["code"], told["room"], told["ref"]) == ("forbidden", room.pk, None)
-    assert await owner.expect("presence") == {"type": "presence", "room": room.pk, "left": bob.pk}
+    await presence.aflush()
+    assert await owner.expect("presence") == {
+        "type": "presence",
+        "room": room.pk,
+        "joined": [],
+        "left": [bob.pk],
+    }
 
     await owner.say(room, "bob is gone")
     await tab1.silent()
@@ -369,7 +381,8 @@ async def test_presence_counts_users_not_sockets(open_socket, make_room, alice, 
     assert await watcher.expect("presence") == {
         "type": "presence",
         "room": room.pk,
-        "joined": alice.pk,
+        "joined": [alice.pk],
+        "left": [],
     }
     for tab in tabs[1:]:
         assert (await tab.subscribe(room))["presence"] == [alice.pk, bob.pk]
@@ -381,10 +394,12 @@ async def test_presence_counts_users_not_sockets(open_socket, make_room, alice, 
     await tabs[1].ws.disconnect()
     await watcher.silent()  # one tab is still open
     await tabs[2].ws.disconnect()
+    await presence.aflush()
     assert await watcher.expect("presence") == {
         "type": "presence",
         "room": room.pk,
-        "left": alice.pk,
+        "joined": [],
+        "left": [alice.pk],
     }
 
 
@@ -399,10 +414,62 @@ async def test_a_socket_that_stops_refreshing_drops_out_of_presence(
     await watcher.subscribe(room)
     # alice's socket on a "dead process": an entry written once and never refreshed.
     backend = presence._state().backend
-    await backend.join(presence.Entry(room.pk, alice.pk, "dead-connection"), 0.6)
+    await backend.join(presence.Entry(room.pk, alice.pk, "dead-connection"), 0.6, 100)
     assert await presence.aonline(room_id=room.pk) == [alice.pk, bob.pk]
 
     left = await watcher.expect("presence", timeout=3)
-    assert left == {"type": "presence", "room": room.pk, "left": alice.pk}
+    assert left == {"type": "presence", "room": room.pk, "joined": [], "left": [alice.pk]}
     await asyncio.sleep(0.5)  # bob's own entry outlives its TTL: it is refreshed
     assert await presence.aonline(room_id=room.pk) == [bob.pk]
+
+
+async def test_joins_within_a_window_reach_a_subscriber_as_one_frame(
+    open_socket, make_room, make_user, alice
+):
+    """Filling a room costs each subscriber one frame per window, not one per member."""
+    others = [await database_sync_to_async(make_user)(username=f"m{i}") for i in range(5)]
+    room = await database_sync_to_async(make_room)(alice, *others)
+    watcher = await open_socket(alice)
+    await watcher.subscribe(room)
+    sockets = [await open_socket(user) for user in others]
+    for socket in sockets:  # all within one window: no flush in between
+        await socket.send(type="subscribe", room=room.pk, ref="s")
+        await socket.expect("ack")
+        await socket.expect("presence")
+    diff = await watcher.expect("presence", timeout=2)  # the window's flush, on its own
+    assert diff == {
+        "type": "presence",
+        "room": room.pk,
+        "joined": sorted(u.pk for u in others),
+        "left": [],
+    }
+    await watcher.silent(0.4)
+
+
+async def test_a_large_room_sends_presence_diffs_only_to_watchers(
+    open_socket, make_room, settings, alice, bob, carol
+):
+    settings.HERALD = {**settings.HERALD, "PRESENCE_FULL_LIMIT": 2, "PRESENCE_PAGE": 1}
+    room = await database_sync_to_async(make_room)(alice, bob, carol)  # 3 members: large
+    lurker, watcher = await open_socket(alice), await open_socket(bob)
+    await lurker.subscribe(room)
+    ack = await watcher.subscribe(room)
+    assert ack["online_count"] == 2
+    assert len(ack["presence"]) == 1  # a page, not everyone
+    await lurker.silent(0.3)  # no diffs without presence.watch
+
+    await watcher.send(type="presence.watch", room=room.pk, ref="w")
+    watching = await watcher.expect("ack")
+    assert (watching["online"], watching["online_count"]) == (sorted([alice.pk, bob.pk]), 2)
+    newcomer = await open_socket(carol)
+    await newcomer.subscribe(room)
+    assert await watcher.expect("presence") == {
+        "type": "presence",
+        "room": room.pk,
+        "joined": [carol.pk],
+        "left": [],
+    }
+    await lurker.silent(0.3)
+
+    await newcomer.send(type="presence.watch", room=room.pk + 1000, ref="x")
+    assert (await newcomer.expect("error"))["code"] == "forbidden"

@@ -168,3 +168,29 @@ def test_admin_pages(client, make_room, alice, bob):
         "/admin/chat/message/?q=hello",
     ):
         assert client.get(path).status_code == 200, path
+
+
+def test_the_hand_built_message_payload_is_the_serializers(make_room, alice, bob):
+    """``message_payload`` skips DRF on the hot path; it must give what the serializer gives."""
+    from chat.serializers import MessageSerializer, message_payload
+
+    room = make_room(alice, bob)
+    sent = services.room_message_send(room_id=room.pk, author_id=bob.pk, body="héllo ✓")
+    message = Message.objects.select_related("author").get(pk=sent.pk)
+    assert message_payload(message) == json.loads(json.dumps(MessageSerializer(message).data))
+    assert json.loads(sent.payload_text) == message_payload(message)
+
+
+def test_a_socket_send_costs_two_statements(make_room, alice, bob):
+    """Lock the room (membership checked in the same query), insert: nothing else, the
+    author's name coming from the socket. (Savepoints are the test's own transaction.)"""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    room = make_room(alice, bob)
+    with CaptureQueriesContext(connection) as queries:
+        services.room_message_send(
+            room_id=room.pk, author_id=bob.pk, body="fast", author_username="bob"
+        )
+    statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
+    assert statements == ["SELECT", "INSERT"]

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.crossprocess
 
 DELIVERY = 10.0  # s: generous wait for a frame on a loaded 2-core machine
 QUIET = 1.5  # s: "nothing more arrives" (a frame in flight would arrive well within this)
+PRESENCE_SETTLE = 0.5  # s: a presence window (0.2 s) and its flush, on a loaded machine
 PRESENCE_TTL, PRESENCE_REFRESH = 3, 1  # s, for the victim/observer processes
 CHAT_USERS = ["chat_a", "chat_b", "chat_c", "chat_d"]
 
@@ -114,7 +115,15 @@ async def subscribe(ws: ClientConnection, room: int, since: int | None = None) -
     ack = await expect(ws, "ack")
     assert (ack["ref"], ack["room"]) == ("sub", room), ack
     online = await expect(ws, "presence")
-    assert online == {"type": "presence", "room": room, "online": ack["presence"]}
+    assert online == {
+        "type": "presence",
+        "room": room,
+        "online": ack["presence"],
+        "online_count": ack["online_count"],
+    }
+    # The join goes out with its process's next presence flush, a window later: wait for it,
+    # so that the test's next steps come after it (docs/protocol.md, "Presence").
+    await asyncio.sleep(PRESENCE_SETTLE)
     return list(ack["presence"])
 
 
@@ -148,7 +157,12 @@ async def test_members_on_different_processes_exchange_messages(cluster, chat_us
     try:
         assert await subscribe(ws_a, room) == [a.id]
         assert sorted(await subscribe(ws_b, room)) == sorted([a.id, b.id])
-        assert await expect(ws_a, "presence") == {"type": "presence", "room": room, "joined": b.id}
+        assert await expect(ws_a, "presence") == {
+            "type": "presence",
+            "room": room,
+            "joined": [b.id],
+            "left": [],
+        }
 
         sent = time.perf_counter()
         message = await say(ws_a, room, "hello from p1")
@@ -205,14 +219,19 @@ async def test_removal_stops_delivery_on_every_process(cluster, chat_users):
         await subscribe(b2, room)
         await subscribe(owner, room)
         for ws in (b1, b2):
-            assert (await expect(ws, "presence"))["joined"] == a.id
+            assert (await expect(ws, "presence"))["joined"] == [a.id]
 
         removed = await a.call(p2, "DELETE", f"/api/rooms/{room}/members/{b.id}/")
         assert removed.status_code == 204
         for ws in (b1, b2):
             told = await expect(ws, "error")
             assert (told["code"], told["room"]) == ("forbidden", room)
-        assert await expect(owner, "presence") == {"type": "presence", "room": room, "left": b.id}
+        assert await expect(owner, "presence") == {
+            "type": "presence",
+            "room": room,
+            "joined": [],
+            "left": [b.id],
+        }
 
         # Published after the removal: it must reach neither of b's sockets.
         await say(owner, room, "after the removal")
@@ -296,7 +315,8 @@ async def test_presence_counts_a_user_with_three_tabs_once(cluster, chat_users):
         assert await expect(watcher, "presence") == {
             "type": "presence",
             "room": room,
-            "joined": b.id,
+            "joined": [b.id],
+            "left": [],
         }
         for tab in tabs[1:]:
             assert sorted(await subscribe(tab, room)) == sorted([a.id, b.id])
@@ -307,7 +327,12 @@ async def test_presence_counts_a_user_with_three_tabs_once(cluster, chat_users):
         await expect(tabs[1], "ack")
         await assert_silent(watcher, QUIET)  # the third tab still holds b online
         await tabs[2].close()
-        assert await expect(watcher, "presence") == {"type": "presence", "room": room, "left": b.id}
+        assert await expect(watcher, "presence") == {
+            "type": "presence",
+            "room": room,
+            "joined": [],
+            "left": [b.id],
+        }
     finally:
         await close_all(watcher, *tabs)
 
@@ -331,8 +356,8 @@ async def test_users_of_a_killed_process_drop_out_of_presence_in_bounded_time(
         await subscribe(doomed, room)
         for tab in d_tabs:
             await subscribe(tab, room)
-        joined = {(await expect(watcher, "presence"))["joined"] for _ in range(2)}
-        assert joined == {b.id, d.id}
+        joined = {tuple((await expect(watcher, "presence"))["joined"]) for _ in range(2)}
+        assert joined == {(b.id,), (d.id,)}
         await asyncio.sleep(PRESENCE_REFRESH * 2)  # the victim's entries were refreshed
 
         victim.process.send_signal(signal.SIGKILL)
@@ -341,7 +366,7 @@ async def test_users_of_a_killed_process_drop_out_of_presence_in_bounded_time(
         left = await expect(watcher, "presence", timeout=PRESENCE_TTL + PRESENCE_REFRESH + 20)
         elapsed = time.monotonic() - killed
         metrics["presence: killed process's user dropped out after (s)"] = round(elapsed, 2)
-        assert left == {"type": "presence", "room": room, "left": b.id}
+        assert left == {"type": "presence", "room": room, "joined": [], "left": [b.id]}
         assert elapsed <= PRESENCE_TTL + PRESENCE_REFRESH + 5, elapsed  # + slack, 2 loaded cores
         await assert_silent(watcher, PRESENCE_TTL + PRESENCE_REFRESH)  # d stays online
 

@@ -16,10 +16,10 @@ test("subscribing until acked, subscribed, subscribing again while reconnecting"
   client.start();
   Socket.last.hello();
   assert.equal(sub.state, SUBSCRIBING);
-  Socket.last.ack(Socket.last.frames("subscribe")[0], { room: 5, presence: [1, 2] });
+  Socket.last.ack(Socket.last.frames("subscribe")[0], { room: 5, presence: [1, 2], online_count: 2 });
   await flush();
   assert.equal(sub.state, SUBSCRIBED);
-  assert.deepEqual(of("presence"), [{ room: 5, online: [1, 2] }]);
+  assert.deepEqual(of("presence"), [{ room: 5, online: [1, 2], online_count: 2 }]);
   Socket.last.serverClose(1006);
   assert.equal(sub.state, SUBSCRIBING);
   clock.advance(250);

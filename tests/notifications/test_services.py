@@ -1,5 +1,6 @@
 """Services: stored first, numbered gap-free per user, published after commit, idempotent."""
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -264,3 +265,18 @@ class TestMarkRead:
         assert to_alice.frames() == [{"type": "notification.read", "all": True, "unread_count": 0}]
         assert not Notification.objects.filter(recipient=alice, read_at__isnull=True).exists()
         assert Notification.objects.filter(recipient=bob, read_at__isnull=True).count() == 1
+
+
+def test_the_hand_built_payload_is_the_serializers(alice):
+    """``notification_payload`` skips DRF on the hot path; it must give what the serializer
+    gives, for a read one and an unread one."""
+    from notifications.models import Notification
+    from notifications.serializers import NotificationSerializer, notification_payload
+
+    services.notification_create(recipient_ids=[alice.pk], title="t", body="b", data={"k": [1]})
+    services.notification_create(recipient_ids=[alice.pk], title="u")
+    first = Notification.objects.get(recipient=alice, seq=1)
+    services.notification_mark_read(user_id=alice.pk, ids=[first.pk])
+    for notification in Notification.objects.filter(recipient=alice):
+        expected = json.loads(json.dumps(NotificationSerializer(notification).data))
+        assert notification_payload(notification) == expected

@@ -16,6 +16,7 @@ from channels.testing import WebsocketCommunicator
 from jsonschema import Draft202012Validator
 from rest_framework_simplejwt.tokens import AccessToken
 
+from chat import presence
 from chat import services as chat_services
 from config.asgi import application
 from notifications import services as notification_services
@@ -85,7 +86,7 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     room = await database_sync_to_async(chat_services.room_create)(
         creator_id=alice.pk, name="general", member_ids=[bob.pk]
     )
-    a = await _open(alice_session, lifetime=2)  # auth.expiring after half of it
+    a = await _open(alice_session, lifetime=4)  # auth.expiring after half of it
     b = await _open(bob_session)
 
     await a.send(type="ping", ref=1)
@@ -94,6 +95,7 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     await a.next("presence")
     await b.send(type="subscribe", room=room.pk, since=0, ref="s")
     await b.next("presence")
+    await presence.aflush()  # the window's joins go out now, not a window later
     await a.next("presence")  # bob joined
     await b.send(
         type="message.send",
@@ -123,6 +125,7 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     )
     removed = await b.next("error")
     assert removed["room"] == room.pk
+    await presence.aflush()
     await a.next("presence")  # bob left
     await a.next("auth.expiring")
 

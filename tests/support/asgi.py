@@ -10,6 +10,7 @@ from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 
+from chat import presence
 from config.asgi import application
 
 Headers = list[tuple[bytes, bytes]]
@@ -103,7 +104,8 @@ class Socket:
             raise AssertionError(f"unexpected frame: {await self.recv()}")
 
     async def subscribe(self, room: Any, since: int | None = None) -> dict[str, Any]:
-        """``subscribe``; returns the ``ack`` and checks the ``presence {online}`` after it."""
+        """``subscribe``; returns the ``ack`` and checks the ``presence {online, online_count}``
+        after it."""
         frame: dict[str, Any] = {"type": "subscribe", "room": _pk(room), "ref": "sub"}
         if since is not None:
             frame["since"] = since
@@ -111,7 +113,15 @@ class Socket:
         ack = await self.expect("ack")
         assert (ack["ref"], ack["room"]) == ("sub", _pk(room)), ack
         online = await self.expect("presence")
-        assert online == {"type": "presence", "room": _pk(room), "online": ack["presence"]}
+        assert online == {
+            "type": "presence",
+            "room": _pk(room),
+            "online": ack["presence"],
+            "online_count": ack["online_count"],
+        }
+        # The join goes out with the next presence flush, a window later; flush now, so that
+        # a test's next frames come in the order it did things.
+        await presence.aflush()
         return ack
 
     async def say(self, room: Any, body: str, client_id: str | None = None) -> dict[str, Any]:

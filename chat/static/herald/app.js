@@ -427,9 +427,11 @@ client.addEventListener("typing", ({ detail }) => {
 client.addEventListener("presence", ({ detail }) => {
   const state = rooms.get(detail.room);
   if (!state) return;
+  // `online` (after subscribe) replaces the set; `joined` and `left` (one window's changes,
+  // docs/protocol.md "Presence") are applied as set operations.
   if (detail.online) state.online = new Set(detail.online);
-  if (detail.joined != null) state.online.add(detail.joined);
-  if (detail.left != null) state.online.delete(detail.left);
+  for (const id of detail.joined || []) state.online.add(id);
+  for (const id of detail.left || []) state.online.delete(id);
   if (currentRoomId === detail.room) renderPresence();
 });
 

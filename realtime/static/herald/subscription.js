@@ -14,7 +14,7 @@
 //   state          {state}  unsubscribed | subscribing | subscribed
 //   message        a message object of this room, once per id
 //   send.failed    {clientId, room, code, detail}   the server refused a send
-//   presence       {room, online}  the subscribe's ack
+//   presence       {room, online, online_count}  the subscribe's ack
 //   room.forbidden {room, detail}  not (or no longer) a member: the room was dropped
 
 import { ERROR } from "./protocol.js";
@@ -94,7 +94,7 @@ export class Subscription extends EventTarget {
       .request({ type: "subscribe", room: this.room, since: this.since })
       .then((ack) => {
         if (this.state === SUBSCRIPTION_STATE.SUBSCRIBING) this._setState(SUBSCRIPTION_STATE.SUBSCRIBED);
-        this._emit("presence", { room: this.room, online: ack.presence });
+        this._emit("presence", { room: this.room, online: ack.presence, online_count: ack.online_count });
       })
       .catch((error) => {
         if (error && error.code === ERROR.FORBIDDEN) this.forbid(error.detail);
