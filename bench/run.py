@@ -48,7 +48,7 @@ W2_REPS = 5  # publishes per round and server, each to all POOL sockets
 # W2 room: members of the big room subscribed (users 0..BIG-1), also the n of "subscribe n
 # members to one room" vs "to n rooms of 1" and of the recovery row.
 BIG = min(POOL, int(os.environ.get("BENCH_ROOM_MEMBERS", POOL)))
-W4_SOCKETS = 5000
+W4_SOCKETS = 10_000  # idle sockets per process, beside the pool of 1000
 W5_SECONDS, W5_RATE = 8.0, 1.0  # each of the POOL // ROOM_SIZE rooms sends W5_RATE messages/s
 HUGE = int(os.environ.get("BENCH_HUGE_MEMBERS", 10_000))  # Herald's huge room; 0: not run
 N_USERS = max(POOL + W1_HANDSHAKES, POOL + W4_SOCKETS, POOL + HUGE)
@@ -870,7 +870,7 @@ ROWS = [  # key, label, higher is better
     ("w3_us_frame", "W3 server CPU µs per notification", False),
     ("w3_stored", "W3 stored", True),
     ("w3_delivered", "W3 delivered", True),
-    ("w4_kb_socket", "W4 idle KiB per socket (5000)", False),
+    ("w4_kb_socket", f"W4 idle KiB per socket ({W4_SOCKETS})", False),
     ("w5_p50_ms", "W5 chat round trip p50 ms (100 rooms x 10)", False),
     ("w5_p99_ms", "W5 chat round trip p99 ms", False),
     ("w5_cpu_pct", "W5 server CPU % of a core", False),
