@@ -112,7 +112,11 @@ class _Outbox:
         try:
             while self.pending:
                 batch, self.pending = self.pending, []
-                await apublish(batch)
+                try:
+                    await apublish(batch)
+                except Exception:  # an event that cannot be sent must not stop the others
+                    metrics.LAYER_ERRORS.labels("group_send").inc(len(batch))
+                    logger.exception("publishing %d queued event(s) failed", len(batch))
         finally:
             self.draining = False
 
