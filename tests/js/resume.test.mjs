@@ -1,6 +1,6 @@
 // Resuming after a reconnect: `resume {notifications_since}` then `subscribe {room, since}` with
-// the highest message id seen per room (docs/protocol.md, "Resuming without gaps", "Gap-free
-// resume").
+// the highest contiguous seq of each room's feed (docs/protocol.md, "Resuming without gaps",
+// "Gap-free resume").
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -10,9 +10,11 @@ import { flush, rig } from "./fake_socket.mjs";
 const plain = (socket) => socket.sent.map(({ ref, ...frame }) => frame);
 
 const message = (room, id, extra = {}) => ({ id, room, body: `m${id}`, author: { id: 2 }, ...extra });
+/** A `message` frame of the room feed: message `id` created as change `seq`. */
+const created = (room, id, seq) => ({ type: "message", room, seq, message: message(room, id) });
 const notification = (id, seq) => ({ id, seq, title: `n${seq}` });
 
-test("after a 1006 the client reconnects, resumes notifications and resubscribes from the highest id seen", async () => {
+test("after a 1006 the client reconnects, resumes notifications and resubscribes from the highest seq applied", async () => {
   const { client, Socket, clock, of } = rig({ notificationsSince: 3, random: () => 0 });
   client.subscribe(5, 10);
   client.subscribe(6);
@@ -22,13 +24,15 @@ test("after a 1006 the client reconnects, resumes notifications and resubscribes
   assert.deepEqual(plain(first), [
     { type: "resume", notifications_since: 3 },
     { type: "subscribe", room: 5, since: 10 },
-    { type: "subscribe", room: 6, since: 0 },
+    { type: "subscribe", room: 6 }, // no position yet: only what comes next
   ]);
-  for (const frame of first.frames("subscribe")) first.ack(frame, { room: frame.room, presence: [1] });
+  for (const frame of first.frames("subscribe")) first.ack(frame, { room: frame.room, presence: [1], seq: 0 });
+  await flush();
+  assert.equal(client.subscription(6).since, 0, "the ack's seq is where room 6 starts");
   first.ack(first.frames("resume")[0], { count: 0 });
 
-  for (const id of [11, 13, 12]) first.receive({ type: "message", room: 5, message: message(5, id) });
-  first.receive({ type: "message", room: 6, message: message(6, 40) });
+  for (const [id, seq] of [[11, 11], [12, 12], [13, 13]]) first.receive(created(5, id, seq));
+  first.receive(created(6, 40, 1));
   // seq 4 and 6 arrive, 5 is still in flight: the resume point stops at 4.
   first.receive({ type: "notification", notification: notification(104, 4) });
   first.receive({ type: "notification", notification: notification(106, 6) });
@@ -42,7 +46,7 @@ test("after a 1006 the client reconnects, resumes notifications and resubscribes
   assert.deepEqual(plain(second), [
     { type: "resume", notifications_since: 4 },
     { type: "subscribe", room: 5, since: 13 },
-    { type: "subscribe", room: 6, since: 40 },
+    { type: "subscribe", room: 6, since: 1 },
   ]);
   second.ack(second.frames("resume")[0], { count: 2 });
   await flush();
@@ -88,11 +92,14 @@ test("notificationsSince only rises, and a subscribe while connected goes out at
   assert.equal(client.subscription(8).since, 90);
 });
 
-test("noteMessage raises the resume point of a followed room", () => {
-  const { client, Socket, clock } = rig({ random: () => 0 });
+test("noteMessage (history over REST) dedupes the message but leaves the resume point alone", () => {
+  const { client, Socket, of } = rig({ random: () => 0 });
   client.subscribe(5, 10);
-  client.noteMessage(message(5, 25));
+  client.noteMessage(message(5, 25, { seq: 30 }));
   client.start();
   Socket.last.hello();
-  assert.equal(Socket.last.frames("subscribe")[0].since, 25);
+  assert.equal(Socket.last.frames("subscribe")[0].since, 10);
+  Socket.last.receive(created(5, 25, 11));
+  assert.deepEqual(of("message"), []);
+  assert.equal(client.subscription(5).since, 11);
 });

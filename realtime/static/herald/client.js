@@ -4,12 +4,13 @@
 //   import { HeraldClient } from "/static/herald/client.js";
 //   const client = new HeraldClient({ onUnauthenticated: () => location.assign("/login/") });
 //   client.addEventListener("message", (e) => show(e.detail));
-//   client.subscribe(roomId, lastMessageIdIHave);
+//   client.subscribe(roomId, room.seq);   // the room's feed seq as loaded over REST
 //   client.start();
 //
 // What it guarantees a page: it reconnects on its own (exponential backoff with jitter), resumes
-// after every reconnect (`subscribe {since}` per room, `resume {notifications_since}`), never
-// emits the same message or notification twice, retries unacknowledged sends with the same
+// after every reconnect (`subscribe {since}` per room with the room feed's seq, `resume
+// {notifications_since}`), applies each room's changes once and in order (refilling a hole in
+// the feed's seq by resubscribing), never emits the same message or notification twice, retries unacknowledged sends with the same
 // client_id (the server stores a client_id once), and reacts to the close codes of
 // docs/protocol.md ("Close codes").
 //
@@ -22,6 +23,12 @@
 //   state            {state, retryInMs?}  connecting | connected | reconnecting | offline | stopped
 //   hello            the hello frame (every (re)connect)
 //   message          a message object, once per id (live, replayed, or from a send's ack)
+//   message.updated, message.deleted  {room, seq, message}: the message after an edit, the
+//                    tombstone after a deletion
+//   reaction         {room, seq, message: id, emoji, user, action, reactions}
+//   member.joined, member.left  {room, seq, user}; room.renamed {room, seq, name}
+//   room.joined, room.updated   {room: the room object}: added to a room, a room renamed
+//   room.left        {room: id}: removed from a room, or left it (the room was dropped)
 //   send.failed      {clientId, room, code, detail}   the server refused a send
 //   notification     a notification object, once per id
 //   notification.read  the frame {ids | all, unread_count}
@@ -36,8 +43,14 @@ import { Subscription } from "./subscription.js";
 const TYPING_EVERY_MS = 2000; // the server forwards at most one per 2 s anyway
 
 const CONNECTION_EVENTS = ["state", "hello", "notification", "notification.read", "resumed"];
-const SUBSCRIPTION_EVENTS = ["message", "send.failed", "presence", "room.forbidden"];
+// The room feed: frames that carry the room's `seq` (docs/protocol.md).
+export const FEED_FRAMES = Object.freeze([
+  "message", "message.updated", "message.deleted", "reaction", "member.joined", "member.left", "room.renamed",
+]);
+const SUBSCRIPTION_EVENTS = [...FEED_FRAMES, "send.failed", "presence", "room.forbidden"];
+const FEED = new Set(FEED_FRAMES);
 const ROOM_FRAMES = new Set(["presence", "typing", "room.read"]);
+const USER_FRAMES = new Set(["room.joined", "room.updated", "room.left"]);
 
 /** A random RFC 4122 v4 uuid; crypto.randomUUID exists only in secure contexts (not plain http
  * on a LAN), getRandomValues everywhere. */
@@ -129,19 +142,21 @@ export class HeraldClient extends EventTarget {
   }
 
   _onFrame(frame) {
-    if (frame.type === "message") {
-      this.subscription(frame.message.room).deliver(frame.message);
+    if (FEED.has(frame.type)) {
+      const room = frame.room ?? frame.message?.room;
+      if (room != null) this.subscription(room).receive(frame);
     } else if (frame.type === "error") {
       // Removed from a room (no ref): the server already stopped sending it.
       if (frame.room != null && frame.code === ERROR.FORBIDDEN) this.subscription(frame.room).forbid(frame.detail);
-    } else if (ROOM_FRAMES.has(frame.type)) {
+    } else if (ROOM_FRAMES.has(frame.type) || USER_FRAMES.has(frame.type)) {
       this._emit(frame.type, frame);
     }
     // anything else: a frame of a later protocol version
   }
 
-  /** Follow a room from message `since` on (0: all of it); kept across reconnects. */
-  subscribe(room, since = 0) {
+  /** Follow a room from its feed seq `since` on (the room's `seq` loaded over REST; null: only
+   * what comes next); kept across reconnects. */
+  subscribe(room, since = null) {
     this.subscription(room).subscribe(since);
   }
 
@@ -149,15 +164,34 @@ export class HeraldClient extends EventTarget {
     this._subs.get(room)?.unsubscribe();
   }
 
-  /** Record that the page holds messages of `room` up to `id` (e.g. loaded over REST). */
+  /** Record that the page holds `message` (e.g. loaded over REST): its `message` event will not
+   * fire. */
   noteMessage(message) {
     this.subscription(message.room).note(message);
   }
 
-  /** Send a message: returns its client_id at once. The message arrives as a `message` event
-   * (carrying that client_id) once stored; until then it is retried after every reconnect. */
-  sendMessage(room, body) {
-    return this.subscription(room).send(body, uuid4());
+  /** Send a message (a reply to message id `replyTo` when given): returns its client_id at
+   * once. The message arrives as a `message` event (carrying that client_id) once stored; until
+   * then it is retried after every reconnect. */
+  sendMessage(room, body, { replyTo = null } = {}) {
+    return this.subscription(room).send(body, uuid4(), replyTo);
+  }
+
+  /** Edit our message: resolves with the ack `{message}` (the message after the edit), rejects
+   * with the error frame (`forbidden`, `not_found`, `invalid_message`) or when disconnected. */
+  editMessage(room, message, body) {
+    return this.request({ type: "message.edit", room, message, body });
+  }
+
+  /** Delete a message (ours, or any as the room's owner): resolves with `{message}`, the
+   * tombstone. */
+  deleteMessage(room, message) {
+    return this.request({ type: "message.delete", room, message });
+  }
+
+  /** Add (`on` true) or remove our reaction `emoji`: resolves with `{message: id, reactions}`. */
+  react(room, message, emoji, on = true) {
+    return this.request({ type: on ? "reaction.add" : "reaction.remove", room, message, emoji });
   }
 
   /** Tell the room's other members we are typing; cheap to call on every keystroke. */

@@ -1,10 +1,17 @@
 // One room as HeraldClient (client.js) follows it, over the shared Connection (connection.js).
 // A room has its own life, separate from the socket's: it is subscribed, or being
-// (re)subscribed, or not followed at all, and it keeps its own resume position, the highest
-// message id received, so that every (re)connect asks for exactly what was missed:
-// `subscribe {room, since}` (docs/protocol.md, "Gap-free resume"). The server may send a message
-// twice around a reconnect (a replay racing a live frame, a send's ack and its broadcast), so
-// the room remembers the ids it emitted.
+// (re)subscribed, or not followed at all, and it keeps its own resume position, so that every
+// (re)connect asks for exactly what was missed: `subscribe {room, since}` (docs/protocol.md,
+// "Gap-free resume").
+//
+// The position is the room feed's `seq`: every change of the room (a message, an edit, a
+// deletion, a reaction, a member joining or leaving, a rename) carries the room's next seq,
+// 1, 2, 3… without gaps. The room remembers the highest seq up to which it applied every change
+// (`since`). A frame at or below it is a duplicate (a replay racing a live frame) and is
+// dropped; a frame beyond since + 1 means a change went missing on the way (two processes'
+// publishes crossing), so the frame waits and the room resubscribes from `since`, whose replay
+// fills the hole. Changes reach the page in seq order, each once. A created message can also
+// arrive in a send's ack, so `message` events stay deduplicated by message id as well.
 //
 // Sends live here too: a message waits in the room's outbox until the server acknowledges it,
 // and is sent again after every reconnect with the same client_id, which the server stores
@@ -12,7 +19,9 @@
 //
 // Events (CustomEvent, payload in `detail`):
 //   state          {state}  unsubscribed | subscribing | subscribed
-//   message        a message object of this room, once per id
+//   message        a message object of this room, once per id (created)
+//   message.updated, message.deleted, reaction, member.joined, member.left, room.renamed
+//                  the room feed's frames as received, once per seq, in seq order
 //   send.failed    {clientId, room, code, detail}   the server refused a send
 //   presence       {room, online, online_count}  the subscribe's ack
 //   room.forbidden {room, detail}  not (or no longer) a member: the room was dropped
@@ -35,7 +44,11 @@ export class Subscription extends EventTarget {
     super();
     this.room = room;
     this.state = SUBSCRIPTION_STATE.UNSUBSCRIBED;
-    this.since = 0; // the highest message id received: where the next subscribe resumes
+    // The room feed's seq up to which every change was applied: where the next subscribe
+    // resumes. null: not known yet (the subscribe's ack tells the room's latest seq).
+    this.since = null;
+    this._ahead = new Map(); // seq → a frame received beyond a hole, until the hole is filled
+    this._resyncing = false; // a subscribe to fill a hole is on its way
     this._connection = connection;
     this._seen = new BoundedSet(SEEN_LIMIT);
     this._outbox = new Map(); // client_id → {room, body, clientId}, until acknowledged
@@ -58,14 +71,16 @@ export class Subscription extends EventTarget {
 
   // --- following the room ----------------------------------------------------------------------
 
-  /** Follow the room from message `since` on (0: all of it); kept across reconnects. Already
-   * followed: only raises the resume position. */
-  subscribe(since = 0) {
+  /** Follow the room from feed seq `since` on (the room's `seq` as loaded over REST; 0: every
+   * change; null: only new ones); kept across reconnects. Already followed: only raises the
+   * resume position. */
+  subscribe(since = null) {
     if (this.active) {
-      if (since > this.since) this.since = since;
+      if (since != null && (this.since == null || since > this.since)) this._skipTo(since);
       return;
     }
     this.since = since;
+    this._ahead.clear();
     this._setState(SUBSCRIPTION_STATE.SUBSCRIBING);
     if (this._connection.connected) this._sendSubscribe();
   }
@@ -86,19 +101,33 @@ export class Subscription extends EventTarget {
 
   /** The connection went away: the server forgot this socket's subscriptions. */
   onDisconnected() {
+    this._resyncing = false;
     if (this.state === SUBSCRIPTION_STATE.SUBSCRIBED) this._setState(SUBSCRIPTION_STATE.SUBSCRIBING);
   }
 
   _sendSubscribe() {
+    const frame = { type: "subscribe", room: this.room };
+    if (this.since != null) frame.since = this.since;
     this._connection
-      .request({ type: "subscribe", room: this.room, since: this.since })
+      .request(frame)
       .then((ack) => {
+        this._resyncing = false;
+        // Without a resume position, the room's latest seq is where this socket starts.
+        if (this.since == null && Number.isInteger(ack.seq)) this._skipTo(ack.seq);
         if (this.state === SUBSCRIPTION_STATE.SUBSCRIBING) this._setState(SUBSCRIPTION_STATE.SUBSCRIBED);
         this._emit("presence", { room: this.room, online: ack.presence, online_count: ack.online_count });
       })
       .catch((error) => {
+        this._resyncing = false;
         if (error && error.code === ERROR.FORBIDDEN) this.forbid(error.detail);
       });
+  }
+
+  /** Move the resume position to `seq` (the changes up to it are known another way), then apply
+   * what waited beyond it. */
+  _skipTo(seq) {
+    this.since = seq;
+    this._drain();
   }
 
   /** Not (or no longer) a member: the server already stopped sending the room; its unsent
@@ -109,30 +138,70 @@ export class Subscription extends EventTarget {
     this._emit("room.forbidden", { room: this.room, detail });
   }
 
+  // --- the room feed ---------------------------------------------------------------------------
+
+  /** A frame of the room feed (`message`, `message.updated`, `message.deleted`, `reaction`,
+   * `member.joined`, `member.left`, `room.renamed`; each with the room's `seq`), live or
+   * replayed: applied once, in seq order. Returns whether it was applied now. */
+  receive(frame) {
+    if (!this.active) return false; // the server stops sending an unsubscribed room
+    const seq = frame.seq;
+    if (!Number.isInteger(seq)) {
+      this._apply(frame);
+      return true;
+    }
+    if (this.since == null) this.since = seq - 1; // before the ack: the first change seen
+    if (seq <= this.since) return false; // a duplicate
+    if (seq > this.since + 1) {
+      // A hole: keep the frame, and ask for everything after the last contiguous change.
+      this._ahead.set(seq, frame);
+      if (!this._resyncing && this._connection.connected) {
+        this._resyncing = true;
+        this._sendSubscribe();
+      }
+      return false;
+    }
+    this.since = seq;
+    this._apply(frame);
+    this._drain();
+    return true;
+  }
+
+  _drain() {
+    while (this._ahead.has(this.since + 1)) {
+      this.since += 1;
+      const next = this._ahead.get(this.since);
+      this._ahead.delete(this.since);
+      this._apply(next);
+    }
+    for (const seq of this._ahead.keys()) if (seq <= this.since) this._ahead.delete(seq);
+  }
+
+  _apply(frame) {
+    if (frame.type === "message") this.deliver(frame.message);
+    else this._emit(frame.type, frame);
+  }
+
   // --- messages --------------------------------------------------------------------------------
 
-  /** A message of this room arrived (live, replayed, or in a send's ack): emit it unless it
-   * was seen before. */
+  /** A created message of this room (from the feed, or in a send's ack): emit it unless it was
+   * seen before. */
   deliver(message) {
-    this._advance(message.id);
     if (this._seen.has(message.id)) return;
     this._seen.add(message.id);
     this._emit("message", message);
   }
 
-  /** Record that the page already holds `message` (e.g. loaded over REST). */
+  /** Record that the page already holds `message` (e.g. loaded over REST). The resume position
+   * does not move: only the feed's seq says which changes were applied. */
   note(message) {
     this._seen.add(message.id);
-    this._advance(message.id);
   }
 
-  _advance(id) {
-    if (this.active && id > this.since) this.since = id;
-  }
-
-  /** Queue a message under `clientId`; sent now when connected, else after the next hello. */
-  send(body, clientId) {
-    const item = { room: this.room, body, clientId };
+  /** Queue a message under `clientId` (a reply to message `replyTo` when given); sent now when
+   * connected, else after the next hello. */
+  send(body, clientId, replyTo = null) {
+    const item = { room: this.room, body, clientId, replyTo };
     this._outbox.set(clientId, item);
     if (this._connection.connected) this._sendMessageFrame(item);
     return clientId;
@@ -148,8 +217,10 @@ export class Subscription extends EventTarget {
   }
 
   _sendMessageFrame(item) {
+    const frame = { type: "message.send", room: item.room, body: item.body, client_id: item.clientId };
+    if (item.replyTo != null) frame.reply_to = item.replyTo;
     this._connection
-      .request({ type: "message.send", room: item.room, body: item.body, client_id: item.clientId })
+      .request(frame)
       .then((ack) => {
         this._outbox.delete(item.clientId);
         this.deliver(ack.message);
