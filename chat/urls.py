@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from . import api, search
 
 urlpatterns = [
     path("rooms/", api.RoomListView.as_view(), name="rooms"),
@@ -14,4 +14,5 @@ urlpatterns = [
         name="room-member",
     ),
     path("rooms/<int:room_id>/messages/", api.RoomMessagesView.as_view(), name="room-messages"),
+    path("search/messages/", search.MessageSearchView.as_view(), name="search-messages"),
 ]
