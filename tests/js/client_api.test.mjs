@@ -22,8 +22,12 @@ test("every event app.js listens to is one the client emits", () => {
   const emitted = [
     "state", "hello", "message", "send.failed", "notification", "notification.read", "typing",
     "presence", "room.read", "room.forbidden", "resumed",
+    "message.updated", "message.deleted", "reaction", "member.joined", "member.left", "room.renamed",
+    "room.joined", "room.updated", "room.left",
   ];
   for (const type of listened) assert.ok(emitted.includes(type), type);
+  // the page also listens to every room feed and user frame, in a loop for the two message changes
+  assert.match(APP, /\["message\.updated", "message\.deleted"\]/);
 });
 
 test("markRoomRead sends room.read and resolves with its ack", async () => {

@@ -1,5 +1,6 @@
-// The chat page (templates/home.html): rooms, a room's history and composer, the notification
-// bell, "Your devices". The socket lives in client.js; this module only keeps page state and
+// The chat page (templates/home.html): rooms (creating and managing them), a room's history and
+// composer (edit, delete, reactions, replies, mentions), message search, the notification bell,
+// "Your devices". The socket lives in client.js; this module only keeps page state and
 // draws it.
 //
 // Rule for every line below that shows data: user content goes into the DOM as text
@@ -91,14 +92,19 @@ const isNarrow = () => matchMedia("(max-width: 720px)").matches;
 
 // --- state ---------------------------------------------------------------------------------------
 
-/** Room id → {room: the REST shape, messages: Map id → message, nextUrl, loaded, online: Set,
- * typing: Map user id → {username, until}} */
+/** Room id → {room: the REST shape, messages: Map id → message, nextUrl (older page), loaded,
+ * newerUrl and gapAfter (a hole after message gapAfter, after a jump into older history),
+ * online: Set, typing: Map user id → {username, until}} */
 const rooms = new Map();
 let currentRoomId = null;
-const outbox = new Map(); // client_id → {room, body, failed?: detail}: our unconfirmed messages
+const outbox = new Map(); // client_id → {room, body, replyTo, failed?: detail}: our unconfirmed messages
 const readSent = new Map(); // room id → highest message id we reported as read
 const notifications = new Map(); // id → notification
 let unreadNotifications = 0;
+// What the open room shows besides its messages: the reply being written ({id, author,
+// excerpt}), the message being edited inline ({id, draft, error}), the message whose reaction
+// picker or delete confirmation is open, the message just jumped to.
+const ui = { replyTo: null, editing: null, pickerFor: null, confirmDelete: null, highlight: null };
 
 const client = new HeraldClient({ onUnauthenticated: goToSignIn });
 
@@ -138,10 +144,21 @@ function roomActivity(room) {
   return (room.last_message && room.last_message.created_at) || room.created_at;
 }
 
+/** Follow a room from its feed `seq` as the server gave it (the room list, `room.joined`), so
+ * that the socket replays every change after it. */
 function addRoom(room) {
-  const state = { room, messages: new Map(), nextUrl: null, loaded: false, online: new Set(), typing: new Map() };
+  const state = {
+    room,
+    messages: new Map(),
+    nextUrl: null,
+    newerUrl: null,
+    gapAfter: null,
+    loaded: false,
+    online: new Set(),
+    typing: new Map(),
+  };
   rooms.set(room.id, state);
-  client.subscribe(room.id, room.last_message ? room.last_message.id : 0);
+  client.subscribe(room.id, Number.isInteger(room.seq) ? room.seq : null);
   return state;
 }
 
@@ -164,9 +181,12 @@ async function refreshRooms() {
 }
 
 function dropRoom(id) {
-  rooms.delete(id);
+  if (!rooms.delete(id)) return;
   client.unsubscribe(id);
-  if (currentRoomId === id) location.hash = "#/";
+  if (currentRoomId === id) {
+    if ($("room-dialog").open) $("room-dialog").close();
+    location.hash = "#/";
+  }
   renderRoomList();
 }
 
@@ -192,7 +212,10 @@ function renderRoomList() {
         unread
           ? h("span", { class: "badge", text: String(room.unread_count), attrs: { "aria-label": `${room.unread_count} unread` } })
           : null,
-        h("span", { class: "room-last", text: last ? `${last.author.username}: ${last.body}` : "No messages yet" }),
+        h("span", {
+          class: "room-last",
+          text: last ? `${last.author.username}: ${last.deleted ? "message deleted" : last.body}` : "No messages yet",
+        }),
       );
       return h("li", {}, link);
     }),
@@ -209,7 +232,24 @@ function updateTitle() {
 
 // --- one room ------------------------------------------------------------------------------------
 
-async function openRoom(id) {
+function isOwner(room, userId = me.id) {
+  return room.kind === "group" && room.members.some((m) => m.id === userId && m.role === "owner");
+}
+
+/** A message id → the username, from the room's members ("someone" for a former member). */
+function usernameOf(state, userId) {
+  if (userId === me.id) return me.username;
+  const member = state.room.members.find((m) => m.id === userId);
+  return member ? member.username : "someone";
+}
+
+/** The start of a body, as the server quotes a replied-to message: at most 100 characters. */
+function excerpt(body) {
+  const chars = [...body];
+  return chars.length > 100 ? chars.slice(0, 100).join("") : body;
+}
+
+async function openRoom(id, at = null) {
   let state = rooms.get(id);
   if (!state) {
     await refreshRooms().catch(() => {});
@@ -219,15 +259,22 @@ async function openRoom(id) {
     location.hash = "#/";
     return;
   }
+  if (currentRoomId !== id) {
+    elements.clear();
+    ui.editing = ui.pickerFor = ui.confirmDelete = ui.highlight = null;
+    cancelReply();
+    $("composer-input").value = "";
+    $("composer-error").textContent = "";
+  }
   currentRoomId = id;
   showView("room");
   renderRoomList();
   renderRoomHeader();
   renderMessages({ toBottom: true });
   renderTyping();
-  $("composer-input").value = "";
-  if (!isNarrow()) $("composer-input").focus();
+  if (!isNarrow() && at == null) $("composer-input").focus();
   if (!state.loaded) await loadHistory(state);
+  if (at != null && currentRoomId === id) await jumpTo(state, at);
   markRead();
 }
 
@@ -245,7 +292,7 @@ async function loadHistory(state) {
   }
   if (currentRoomId === roomId) {
     renderMessages({ toBottom: true });
-    fillViewport(state);
+    await fillViewport(state);
   }
 }
 
@@ -280,9 +327,104 @@ async function loadOlder(state) {
   }
 }
 
+/** Load the history around message `id` (a search result, a mention, a reply's parent older
+ * than what is loaded): the page up to it and the page after it (`before` / `after`). When the
+ * page after it does not reach the loaded messages, the list shows "Show newer messages" at the
+ * hole, which loads the next newer page. */
+async function loadAround(state, id) {
+  const base = `/api/rooms/${state.room.id}/messages/?page_size=25`;
+  const [older, newer] = await Promise.all([api(`${base}&before=${id + 1}`), api(`${base}&after=${id}`)]);
+  const knew = state.messages.size > 0;
+  const reaches = newer.results.some((m) => state.messages.has(m.id));
+  for (const m of [...older.results, ...newer.results]) addMessage(state, m);
+  state.nextUrl = older.next;
+  state.loaded = true;
+  if (knew && !reaches && newer.previous) {
+    state.newerUrl = newer.previous;
+    state.gapAfter = Math.max(id, ...newer.results.map((m) => m.id));
+  }
+}
+
+async function loadNewer(state) {
+  if (!state.newerUrl || state.loadingNewer) return;
+  state.loadingNewer = true;
+  try {
+    const page = await api(state.newerUrl);
+    const reaches = page.results.some((m) => state.messages.has(m.id));
+    for (const m of page.results) addMessage(state, m);
+    if (reaches || !page.previous) {
+      state.newerUrl = state.gapAfter = null;
+    } else {
+      state.newerUrl = page.previous;
+      state.gapAfter = Math.max(...page.results.map((m) => m.id));
+    }
+  } catch {
+    // the button stays; pressing it again retries
+  } finally {
+    state.loadingNewer = false;
+  }
+  if (currentRoomId === state.room.id) renderMessages();
+}
+
+/** Show message `id` of the open room: loaded around it if needed, scrolled to the middle,
+ * highlighted and focused. */
+async function jumpTo(state, id) {
+  if (!state.messages.has(id)) {
+    try {
+      await loadAround(state, id);
+    } catch {
+      $("composer-error").textContent = "Could not load that message.";
+      return;
+    }
+  }
+  if (currentRoomId !== state.room.id) return;
+  ui.highlight = id;
+  renderMessages();
+  const el = $("message-list").querySelector(`li.msg[data-id="${id}"]`);
+  if (!el) {
+    $("composer-error").textContent = "That message is not in this room any more.";
+    return;
+  }
+  el.scrollIntoView({ block: "center" });
+  el.focus({ preventScroll: true });
+  // Drop the message from the address, so that following the same link again jumps again.
+  history.replaceState(null, "", `#/rooms/${state.room.id}`);
+  setTimeout(() => {
+    if (ui.highlight !== id) return;
+    ui.highlight = null;
+    if (currentRoomId === state.room.id) renderMessages();
+  }, 4000);
+}
+
 function addMessage(state, message) {
   state.messages.set(message.id, message);
   client.noteMessage(message);
+}
+
+/** A newer state of a message (edited, deleted, reacted to): replace the loaded copy, and the
+ * quote of it in loaded replies. A message that is not loaded stays unloaded. */
+function updateMessage(state, message) {
+  if (state.messages.has(message.id)) state.messages.set(message.id, message);
+  for (const [id, m] of state.messages) {
+    if (m.reply_to && m.reply_to.id === message.id) {
+      const quote = { ...m.reply_to, excerpt: message.deleted ? "" : excerpt(message.body), deleted: message.deleted };
+      state.messages.set(id, { ...m, reply_to: quote });
+    }
+  }
+  const last = state.room.last_message;
+  if (last && last.id === message.id) state.room.last_message = message;
+}
+
+/** An ack's message may be older than a feed frame that overtook it: keep the newer one. */
+function applyAck(state, message) {
+  const current = state.messages.get(message.id);
+  if (current) {
+    if (current.deleted && !message.deleted) return;
+    if (!message.deleted && current.edited_at && (!message.edited_at || message.edited_at < current.edited_at)) return;
+  }
+  updateMessage(state, message);
+  renderRoomList();
+  if (currentRoomId === state.room.id) renderMessages();
 }
 
 function renderRoomHeader() {
@@ -291,7 +433,9 @@ function renderRoomHeader() {
   const { room } = state;
   $("room-title").textContent = `${room.kind === "direct" ? "@" : "#"} ${roomTitle(room)}`;
   $("composer-input").placeholder = `Message ${room.kind === "direct" ? "" : "#"}${roomTitle(room)}`;
+  $("room-settings").hidden = room.kind !== "group";
   renderPresence();
+  if ($("room-dialog").open) renderRoomSettings();
 }
 
 function renderPresence() {
@@ -308,6 +452,7 @@ function renderPresence() {
         { class: online ? "online" : "offline", attrs: { "data-user": m.id } },
         h("span", { class: "dot", attrs: { "aria-hidden": "true" } }),
         m.username,
+        m.role === "owner" ? h("span", { class: "tag", text: "owner" }) : null,
         h("span", { class: "sr-only", text: online ? " (online)" : " (offline)" }),
       );
     }),
@@ -315,13 +460,211 @@ function renderPresence() {
   $("presence-count").textContent = `${state.online.size} of ${members.length} online`;
 }
 
+const escapeRegExp = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+/** A body as text nodes, each `@username` of the message's mentions in a highlighted span. */
+function bodyNodes(message) {
+  const names = (message.mentions || []).map((m) => m.username).sort((a, b) => b.length - a.length);
+  if (!names.length) return [message.body];
+  const pattern = new RegExp(`(?<![\\w@])@(${names.map(escapeRegExp).join("|")})(?![\\w])`, "gi");
+  const nodes = [];
+  let at = 0;
+  for (const match of message.body.matchAll(pattern)) {
+    if (match.index > at) nodes.push(message.body.slice(at, match.index));
+    const mine = match[1].toLowerCase() === me.username.toLowerCase();
+    nodes.push(h("span", { class: mine ? "mention mention-me" : "mention", text: match[0] }));
+    at = match.index + match[0].length;
+  }
+  if (at < message.body.length) nodes.push(message.body.slice(at));
+  return nodes;
+}
+
+const REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "👀"];
+
+/** A button of a message's action bar; `data-key` lets a redraw give the focus back. */
+function actionButton(message, action, text, label, onClick, extra = {}) {
+  return h("button", {
+    class: `msg-action ${extra.class || ""}`.trim(),
+    text,
+    attrs: { type: "button", "aria-label": label, title: label, "data-key": `${message.id}:${action}`, ...extra.attrs },
+    on: { click: onClick },
+  });
+}
+
+function replyQuote(message) {
+  const quote = message.reply_to;
+  if (!quote) return null;
+  const text = quote.deleted ? "message deleted" : quote.excerpt;
+  return h(
+    "button",
+    {
+      class: `reply-quote${quote.deleted ? " deleted" : ""}`,
+      attrs: { type: "button", "aria-label": `Replying to ${quote.author.username}: ${text}. Show that message`, "data-key": `${message.id}:quote` },
+      on: { click: () => jumpTo(rooms.get(message.room), quote.id) },
+    },
+    h("span", { class: "reply-author", text: quote.author.username }),
+    h("span", { class: "reply-excerpt", text }),
+  );
+}
+
+function reactionBar(state, message) {
+  if (message.deleted || !message.reactions || !message.reactions.length) return null;
+  return h(
+    "div",
+    { class: "reactions", attrs: { role: "group", "aria-label": "Reactions" } },
+    ...message.reactions.map((r) => {
+      const mine = r.users.includes(me.id);
+      const names = r.users.map((id) => usernameOf(state, id)).join(", ");
+      return h("button", {
+        class: `reaction${mine ? " mine" : ""}`,
+        text: `${r.emoji} ${r.count}`,
+        attrs: {
+          type: "button",
+          title: names,
+          "aria-pressed": String(mine),
+          "aria-label": `${r.emoji} ${r.count}: ${names}`,
+          "data-key": `${message.id}:reaction:${r.emoji}`,
+        },
+        on: { click: () => react(state, message.id, r.emoji, !mine) },
+      });
+    }),
+  );
+}
+
+function reactionPicker(state, message) {
+  if (ui.pickerFor !== message.id) return null;
+  return h(
+    "div",
+    {
+      class: "reaction-picker",
+      attrs: { role: "group", "aria-label": "Pick a reaction" },
+      on: {
+        keydown: (event) => {
+          if (event.key !== "Escape") return;
+          event.stopPropagation();
+          closePicker(message.id);
+        },
+      },
+    },
+    ...REACTIONS.map((emoji) =>
+      h("button", {
+        class: "pick",
+        text: emoji,
+        attrs: { type: "button", "aria-label": `React with ${emoji}`, "data-key": `${message.id}:pick:${emoji}` },
+        on: {
+          click: () => {
+            const mine = (message.reactions || []).some((r) => r.emoji === emoji && r.users.includes(me.id));
+            ui.pickerFor = null;
+            renderMessages();
+            focusKey(`${message.id}:react`);
+            if (!mine) react(state, message.id, emoji, true);
+          },
+        },
+      }),
+    ),
+  );
+}
+
+function editForm(state, message) {
+  const input = h("textarea", {
+    class: "edit-input",
+    attrs: { rows: "2", maxlength: "4000", "aria-label": "Edit message", "data-key": `${message.id}:edit-input` },
+  });
+  input.value = ui.editing.draft;
+  input.addEventListener("input", () => {
+    ui.editing.draft = input.value;
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      saveEdit(state, message.id);
+    } else if (event.key === "Escape") {
+      event.preventDefault();
+      cancelEdit();
+    }
+  });
+  return h(
+    "div",
+    { class: "edit-form" },
+    input,
+    h(
+      "div",
+      { class: "edit-actions" },
+      h("button", { class: "button-primary small", text: "Save", attrs: { type: "button", "data-key": `${message.id}:save` }, on: { click: () => saveEdit(state, message.id) } }),
+      h("button", { class: "link-button", text: "Cancel", attrs: { type: "button", "data-key": `${message.id}:cancel-edit` }, on: { click: cancelEdit } }),
+      h("span", { class: "muted hint", text: "Enter saves · Escape cancels" }),
+      ui.editing.error ? h("span", { class: "edit-error", text: ui.editing.error, attrs: { role: "alert" } }) : null,
+    ),
+  );
+}
+
+function confirmDelete(state, message) {
+  if (ui.confirmDelete !== message.id) return null;
+  return h(
+    "div",
+    {
+      class: "confirm-delete",
+      attrs: { role: "group", "aria-label": "Delete this message?" },
+      on: {
+        keydown: (event) => {
+          if (event.key !== "Escape") return;
+          event.stopPropagation();
+          ui.confirmDelete = null;
+          renderMessages();
+          focusKey(`${message.id}:delete`);
+        },
+      },
+    },
+    h("span", { text: "Delete this message for everyone?" }),
+    h("button", { class: "button-danger small", text: "Delete", attrs: { type: "button", "data-key": `${message.id}:confirm-delete` }, on: { click: () => deleteMessage(state, message.id) } }),
+    h("button", {
+      class: "link-button",
+      text: "Cancel",
+      attrs: { type: "button", "data-key": `${message.id}:cancel-delete` },
+      on: {
+        click: () => {
+          ui.confirmDelete = null;
+          renderMessages();
+          focusKey(`${message.id}:delete`);
+        },
+      },
+    }),
+  );
+}
+
 function messageElement(message, { pending = false, failed = null } = {}) {
+  const state = rooms.get(message.room) || rooms.get(currentRoomId);
   const mine = message.author.id === me.id;
-  const li = h(
+  const deleted = !!message.deleted;
+  const editing = ui.editing && ui.editing.id === message.id;
+  const mentionsMe = (message.mentions || []).some((m) => m.id === me.id);
+  const classes = ["msg"];
+  if (mine) classes.push("mine");
+  if (pending) classes.push("pending");
+  if (failed) classes.push("failed");
+  if (deleted) classes.push("deleted");
+  if (mentionsMe) classes.push("mentions-me");
+  if (ui.highlight === message.id) classes.push("highlight");
+  const actions =
+    pending || deleted || editing
+      ? null
+      : h(
+          "div",
+          { class: "msg-actions", attrs: { role: "group", "aria-label": `Message from ${message.author.username}` } },
+          actionButton(message, "react", "☺+", "Add a reaction", () => togglePicker(message.id), {
+            attrs: { "aria-expanded": String(ui.pickerFor === message.id) },
+          }),
+          actionButton(message, "reply", "Reply", "Reply", () => startReply(message)),
+          mine ? actionButton(message, "edit", "Edit", "Edit", () => startEdit(message)) : null,
+          mine || isOwner(state.room)
+            ? actionButton(message, "delete", "Delete", "Delete", () => askDelete(message.id), { class: "danger" })
+            : null,
+        );
+  return h(
     "li",
     {
-      class: `msg${mine ? " mine" : ""}${pending ? " pending" : ""}${failed ? " failed" : ""}`,
-      attrs: { "data-id": message.id, "data-client-id": message.client_id },
+      class: classes.join(" "),
+      attrs: { "data-id": message.id, "data-client-id": message.client_id, tabindex: pending ? null : "-1" },
     },
     avatar(message.author),
     h(
@@ -332,22 +675,101 @@ function messageElement(message, { pending = false, failed = null } = {}) {
         { class: "msg-meta" },
         h("span", { class: "author", text: message.author.username }),
         message.created_at ? timeElement(message.created_at) : null,
+        message.edited_at && !deleted
+          ? h("span", { class: "edited", text: "(edited)", attrs: { title: `Edited ${new Date(message.edited_at).toLocaleString()}` } })
+          : null,
         pending ? h("span", { class: "msg-status", text: failed ? `Not sent: ${failed}` : "Sending…" }) : null,
       ),
-      h("div", { class: "msg-body", text: message.body }),
+      replyQuote(message),
+      editing
+        ? editForm(state, message)
+        : deleted
+          ? h("div", { class: "msg-body tombstone", text: "message deleted" })
+          : h("div", { class: "msg-body" }, ...bodyNodes(message)),
+      reactionBar(state, message),
+      reactionPicker(state, message),
+      confirmDelete(state, message),
     ),
+    actions,
   );
-  return li;
 }
 
-function pendingElements(roomId) {
+function pendingElements(roomId, used) {
   const out = [];
   for (const [clientId, item] of outbox) {
     if (item.room !== roomId) continue;
-    const fake = { id: "", client_id: clientId, author: me, body: item.body, created_at: null };
-    out.push(messageElement(fake, { pending: true, failed: item.failed }));
+    item.shown ||= {
+      id: "",
+      room: roomId,
+      client_id: clientId,
+      author: me,
+      body: item.body,
+      created_at: null,
+      reply_to: item.replyTo,
+    };
+    out.push(cached(`p${clientId}`, item.shown, item.failed || "", used, () => messageElement(item.shown, { pending: true, failed: item.failed })));
   }
   return out;
+}
+
+/** Message elements by key ("m<id>", "p<client_id>"), rebuilt only when their message or its
+ * on-screen state changed, so a redraw keeps an inline edit, a focused button and the scroll
+ * position alone. */
+const elements = new Map();
+
+function cached(key, message, flags, used, build) {
+  used.add(key);
+  const entry = elements.get(key);
+  if (entry && entry.message === message && entry.flags === flags) return entry.el;
+  const el = build();
+  elements.set(key, { message, flags, el });
+  return el;
+}
+
+function flagsFor(state, message) {
+  let flags = isOwner(state.room) ? "o" : "";
+  if (ui.editing && ui.editing.id === message.id) flags += `e${ui.editing.error || ""}`;
+  if (ui.pickerFor === message.id) flags += "p";
+  if (ui.confirmDelete === message.id) flags += "d";
+  if (ui.highlight === message.id) flags += "h";
+  return flags;
+}
+
+/** Make `parent`'s children `nodes`, moving only what is out of place (a node that stays
+ * keeps its focus). */
+function syncChildren(parent, nodes) {
+  let cursor = parent.firstChild;
+  for (const node of nodes) {
+    if (node === cursor) {
+      cursor = cursor.nextSibling;
+      continue;
+    }
+    parent.insertBefore(node, cursor);
+  }
+  while (cursor) {
+    const next = cursor.nextSibling;
+    cursor.remove();
+    cursor = next;
+  }
+}
+
+function focusKey(key) {
+  const el = $("message-list").querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (el) el.focus();
+  return el;
+}
+
+function gapElement(state) {
+  return h(
+    "li",
+    { class: "gap" },
+    h("button", {
+      class: "link-button",
+      text: "Show newer messages",
+      attrs: { type: "button", "data-key": "gap" },
+      on: { click: () => loadNewer(state) },
+    }),
+  );
 }
 
 /** Redraw the open room's messages, our unconfirmed ones last. */
@@ -357,10 +779,27 @@ function renderMessages({ toBottom = false } = {}) {
   const list = $("messages");
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const sorted = [...state.messages.values()].sort((a, b) => a.id - b.id);
-  $("message-list").replaceChildren(...sorted.map((m) => messageElement(m)), ...pendingElements(state.room.id));
+  const used = new Set();
+  const nodes = [];
+  for (const m of sorted) {
+    nodes.push(cached(`m${m.id}`, m, flagsFor(state, m), used, () => messageElement(m)));
+    if (state.newerUrl && m.id === state.gapAfter) {
+      state.gapNode ||= gapElement(state);
+      nodes.push(state.gapNode);
+    }
+  }
+  nodes.push(...pendingElements(state.room.id, used));
+  for (const key of elements.keys()) if (!used.has(key)) elements.delete(key);
+  const focused = document.activeElement;
+  const key = focused && focused.dataset ? focused.dataset.key : null;
+  syncChildren($("message-list"), nodes);
+  if (key && !focused.isConnected) {
+    const again = focusKey(key);
+    if (again && again.classList.contains("edit-input")) again.setSelectionRange(again.value.length, again.value.length);
+  }
   $("room-empty").hidden = sorted.length > 0 || !state.loaded;
   $("history-start").hidden = !(state.loaded && !state.nextUrl && sorted.length > 0);
-  if (toBottom || nearBottom) list.scrollTop = list.scrollHeight;
+  if (toBottom || (nearBottom && !state.newerUrl)) list.scrollTop = list.scrollHeight;
 }
 
 function renderTyping() {
@@ -382,6 +821,131 @@ function markRead() {
   renderRoomList();
   client.markRoomRead(state.room.id, last.id).catch(() => readSent.delete(state.room.id));
 }
+
+// --- message actions: edit, delete, react, reply ---------------------------------------------------
+
+/** Over the socket when it is up, else over REST; both answer with what changed. */
+function actionError(error) {
+  $("composer-error").textContent = (error && (error.detail || error.message)) || "That did not work.";
+}
+
+function startEdit(message) {
+  ui.editing = { id: message.id, draft: message.body, error: null };
+  ui.pickerFor = ui.confirmDelete = null;
+  renderMessages();
+  const input = focusKey(`${message.id}:edit-input`);
+  if (input) input.setSelectionRange(input.value.length, input.value.length);
+}
+
+function cancelEdit() {
+  if (!ui.editing) return;
+  const id = ui.editing.id;
+  ui.editing = null;
+  renderMessages();
+  focusKey(`${id}:edit`);
+}
+
+async function saveEdit(state, id) {
+  const editing = ui.editing;
+  if (!editing || editing.id !== id || editing.saving) return;
+  const body = editing.draft.trim();
+  const current = state.messages.get(id);
+  if (!body) {
+    editing.error = "A message cannot be empty; delete it instead.";
+    renderMessages();
+    return;
+  }
+  if (current && body === current.body) {
+    cancelEdit();
+    return;
+  }
+  editing.saving = true;
+  const room = state.room.id;
+  try {
+    const answer = client.connected
+      ? (await client.editMessage(room, id, body)).message
+      : await api(`/api/rooms/${room}/messages/${id}/`, { method: "PATCH", body: { body } });
+    if (ui.editing === editing) ui.editing = null;
+    applyAck(state, answer);
+    renderMessages();
+    focusKey(`${id}:edit`);
+  } catch (error) {
+    editing.saving = false;
+    editing.error = (error && (error.detail || error.message)) || "Could not save.";
+    renderMessages();
+  }
+}
+
+function askDelete(id) {
+  ui.confirmDelete = id;
+  ui.pickerFor = null;
+  renderMessages();
+  focusKey(`${id}:cancel-delete`);
+}
+
+async function deleteMessage(state, id) {
+  ui.confirmDelete = null;
+  const room = state.room.id;
+  try {
+    const answer = client.connected
+      ? (await client.deleteMessage(room, id)).message
+      : await api(`/api/rooms/${room}/messages/${id}/`, { method: "DELETE" });
+    applyAck(state, answer);
+  } catch (error) {
+    renderMessages();
+    actionError(error);
+  }
+  $("messages").focus();
+}
+
+function togglePicker(id) {
+  ui.pickerFor = ui.pickerFor === id ? null : id;
+  ui.confirmDelete = null;
+  renderMessages();
+  if (ui.pickerFor === id) focusKey(`${id}:pick:${REACTIONS[0]}`);
+}
+
+function closePicker(id) {
+  ui.pickerFor = null;
+  renderMessages();
+  focusKey(`${id}:react`);
+}
+
+/** Add or remove our reaction; the room feed's `reaction` frame redraws the counts. */
+async function react(state, id, emoji, on) {
+  const room = state.room.id;
+  const path = `/api/rooms/${room}/messages/${id}/reactions/`;
+  try {
+    const answer = client.connected
+      ? await client.react(room, id, emoji, on)
+      : await api(on ? path : `${path}?emoji=${encodeURIComponent(emoji)}`, { method: on ? "POST" : "DELETE", body: on ? { emoji } : undefined });
+    if (!client.connected) {
+      const m = state.messages.get(id);
+      if (m) updateMessage(state, { ...m, reactions: answer.reactions });
+      renderMessages();
+    }
+  } catch (error) {
+    actionError(error);
+  }
+}
+
+function startReply(message) {
+  ui.replyTo = { id: message.id, author: message.author, excerpt: excerpt(message.body), deleted: false };
+  $("reply-author").textContent = message.author.username;
+  $("reply-excerpt").textContent = ui.replyTo.excerpt;
+  $("reply-preview").hidden = false;
+  $("composer-input").focus();
+}
+
+function cancelReply() {
+  ui.replyTo = null;
+  $("reply-preview").hidden = true;
+}
+
+$("reply-cancel").addEventListener("click", () => {
+  cancelReply();
+  $("composer-input").focus();
+});
 
 // --- live room events ----------------------------------------------------------------------------
 
@@ -406,6 +970,72 @@ client.addEventListener("message", ({ detail: message }) => {
     renderTyping();
     markRead();
   }
+});
+
+for (const type of ["message.updated", "message.deleted"]) {
+  client.addEventListener(type, ({ detail }) => {
+    const state = rooms.get(detail.room);
+    if (!state) return;
+    if (ui.editing && ui.editing.id === detail.message.id && detail.message.deleted) ui.editing = null;
+    updateMessage(state, detail.message);
+    renderRoomList();
+    if (currentRoomId === state.room.id) renderMessages();
+  });
+}
+
+client.addEventListener("reaction", ({ detail }) => {
+  const state = rooms.get(detail.room);
+  const message = state && state.messages.get(detail.message);
+  if (!message) return;
+  state.messages.set(message.id, { ...message, reactions: detail.reactions });
+  if (currentRoomId === state.room.id) renderMessages();
+});
+
+client.addEventListener("member.joined", ({ detail }) => {
+  const state = rooms.get(detail.room);
+  if (!state || state.room.members.some((m) => m.id === detail.user.id)) return;
+  state.room.members = [...state.room.members, { ...detail.user, role: "member" }];
+  if (currentRoomId === state.room.id) renderRoomHeader();
+});
+
+client.addEventListener("member.left", ({ detail }) => {
+  const state = rooms.get(detail.room);
+  if (!state) return;
+  if (detail.user.id === me.id) {
+    dropRoom(detail.room);
+    return;
+  }
+  state.room.members = state.room.members.filter((m) => m.id !== detail.user.id);
+  state.online.delete(detail.user.id);
+  if (currentRoomId === state.room.id) renderRoomHeader();
+});
+
+client.addEventListener("room.renamed", ({ detail }) => {
+  const state = rooms.get(detail.room);
+  if (!state) return;
+  state.room.name = detail.name;
+  renderRoomList();
+  if (currentRoomId === state.room.id) renderRoomHeader();
+});
+
+// Frames of the user's own group: added to a room, a room renamed or changed, removed from one.
+client.addEventListener("room.joined", ({ detail }) => {
+  if (rooms.has(detail.room.id)) Object.assign(rooms.get(detail.room.id).room, { name: detail.room.name, members: detail.room.members });
+  else addRoom(detail.room);
+  renderRoomList();
+  if (currentRoomId === detail.room.id) renderRoomHeader();
+});
+
+client.addEventListener("room.updated", ({ detail }) => {
+  const state = rooms.get(detail.room.id);
+  if (!state) return;
+  Object.assign(state.room, { name: detail.room.name, members: detail.room.members });
+  renderRoomList();
+  if (currentRoomId === state.room.id) renderRoomHeader();
+});
+
+client.addEventListener("room.left", ({ detail }) => {
+  if (rooms.has(detail.room)) dropRoom(detail.room);
 });
 
 client.addEventListener("send.failed", ({ detail }) => {
@@ -458,8 +1088,10 @@ function send() {
     return;
   }
   $("composer-error").textContent = "";
-  const clientId = client.sendMessage(currentRoomId, body);
-  outbox.set(clientId, { room: currentRoomId, body });
+  const replyTo = ui.replyTo;
+  const clientId = client.sendMessage(currentRoomId, body, { replyTo: replyTo ? replyTo.id : null });
+  outbox.set(clientId, { room: currentRoomId, body, replyTo });
+  cancelReply();
   input.value = "";
   autosize(input);
   renderMessages({ toBottom: true });
@@ -480,6 +1112,9 @@ $("composer-input").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
     event.preventDefault();
     send();
+  } else if (event.key === "Escape" && ui.replyTo) {
+    event.preventDefault();
+    cancelReply();
   }
 });
 
@@ -493,63 +1128,351 @@ $("messages").addEventListener("scroll", () => {
   if (state && $("messages").scrollTop < 120) loadOlder(state);
 });
 
-// --- direct messages -----------------------------------------------------------------------------
+// --- finding people: direct messages, a new room's members, adding a member ----------------------
 
-let searchTimer = null;
-let searchSeq = 0;
-
-async function searchUsers() {
-  const query = $("dm-query").value.trim();
-  const mine = ++searchSeq;
-  const results = $("dm-results");
-  if (!query) {
-    results.replaceChildren();
-    return;
-  }
-  let users;
-  try {
-    users = await api(`/api/users/?q=${encodeURIComponent(query)}`);
-  } catch {
-    return;
-  }
-  if (mine !== searchSeq) return; // an older answer arriving late
-  results.replaceChildren(
-    ...(users.length
-      ? users.map((user) =>
-          h(
-            "li",
-            {},
+/** `GET /api/users/?q=` as the user types into `input`; each match is a button in `results`
+ * calling `onPick(user)`. Enter picks the first match. `exclude()` gives user ids to leave out
+ * (already chosen, already members). */
+function userPicker(input, results, onPick, { exclude = () => new Set(), buttonClass = "user-result" } = {}) {
+  let timer = null;
+  let seq = 0;
+  async function search() {
+    const query = input.value.trim();
+    const mine = ++seq;
+    if (!query) {
+      results.replaceChildren();
+      return;
+    }
+    let users;
+    try {
+      users = await api(`/api/users/?q=${encodeURIComponent(query)}`);
+    } catch {
+      return;
+    }
+    if (mine !== seq) return; // an older answer arriving late
+    const skip = exclude();
+    users = users.filter((u) => !skip.has(u.id));
+    results.replaceChildren(
+      ...(users.length
+        ? users.map((user) =>
             h(
-              "button",
-              { class: "dm-result", attrs: { type: "button", "data-user": user.id }, on: { click: () => startDirect(user.id) } },
-              avatar(user),
-              h("span", { text: user.display_name }),
-              user.display_name !== user.username ? h("span", { class: "muted", text: ` @${user.username}` }) : null,
+              "li",
+              {},
+              h(
+                "button",
+                { class: buttonClass, attrs: { type: "button", "data-user": user.id }, on: { click: () => onPick(user) } },
+                avatar(user),
+                h("span", { text: user.display_name }),
+                user.display_name !== user.username ? h("span", { class: "muted", text: ` @${user.username}` }) : null,
+              ),
             ),
-          ),
-        )
-      : [h("li", { class: "muted", text: "Nobody found." })]),
-  );
+          )
+        : [h("li", { class: "muted", text: "Nobody found." })]),
+    );
+  }
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(search, 200);
+  });
+  input.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    const first = results.querySelector("button");
+    if (first) first.click();
+  });
+  return {
+    clear() {
+      seq += 1;
+      input.value = "";
+      results.replaceChildren();
+    },
+    refresh: search,
+  };
 }
 
-async function startDirect(userId) {
-  const room = await api("/api/rooms/", { method: "POST", body: { direct_with: userId } });
+async function startDirect(user) {
+  const room = await api("/api/rooms/", { method: "POST", body: { direct_with: user.id } });
   if (!rooms.has(room.id)) addRoom(room);
-  $("dm-query").value = "";
-  $("dm-results").replaceChildren();
+  dmPicker.clear();
   renderRoomList();
   location.hash = `#/rooms/${room.id}`;
 }
 
-$("dm-query").addEventListener("input", () => {
-  clearTimeout(searchTimer);
-  searchTimer = setTimeout(searchUsers, 200);
+const dmPicker = userPicker($("dm-query"), $("dm-results"), startDirect, { buttonClass: "dm-result" });
+
+$("dm-form").addEventListener("submit", (event) => event.preventDefault());
+
+// --- dialogs: a new room, a room's settings ---------------------------------------------------------
+
+/** Open a modal dialog; closing it (Escape, Close) gives the focus back to `opener`. */
+function openDialog(dialog, opener) {
+  dialog.returnFocus = opener;
+  dialog.showModal();
+}
+
+for (const dialog of document.querySelectorAll("dialog")) {
+  dialog.addEventListener("close", () => {
+    if (dialog.returnFocus && dialog.returnFocus.isConnected) dialog.returnFocus.focus();
+  });
+  for (const button of dialog.querySelectorAll("[data-close]")) button.addEventListener("click", () => dialog.close());
+}
+
+function showFormError(id, error) {
+  const el = $(id);
+  el.textContent = error ? (error.message || String(error)) : "";
+  el.hidden = !error;
+}
+
+const chosen = new Map(); // user id → user: the new room's members
+
+function renderChosen() {
+  $("new-room-chosen").replaceChildren(
+    ...[...chosen.values()].map((user) =>
+      h(
+        "li",
+        { class: "chip" },
+        h("span", { text: user.username }),
+        h("button", {
+          class: "chip-remove",
+          text: "×",
+          attrs: { type: "button", "aria-label": `Remove ${user.username}` },
+          on: {
+            click: () => {
+              chosen.delete(user.id);
+              renderChosen();
+              $("new-room-people").focus();
+            },
+          },
+        }),
+      ),
+    ),
+  );
+}
+
+const newRoomPicker = userPicker(
+  $("new-room-people"),
+  $("new-room-results"),
+  (user) => {
+    chosen.set(user.id, user);
+    newRoomPicker.clear();
+    renderChosen();
+    $("new-room-people").focus();
+  },
+  { exclude: () => new Set(chosen.keys()) },
+);
+
+$("new-room").addEventListener("click", () => {
+  chosen.clear();
+  renderChosen();
+  newRoomPicker.clear();
+  $("new-room-name").value = "";
+  showFormError("new-room-error", null);
+  openDialog($("new-room-dialog"), $("new-room"));
 });
 
-$("dm-form").addEventListener("submit", (event) => {
+$("new-room-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const first = $("dm-results").querySelector("button");
-  if (first) first.click();
+  const name = $("new-room-name").value.trim();
+  if (!name) {
+    showFormError("new-room-error", new Error("Give the room a name."));
+    return;
+  }
+  let room;
+  try {
+    room = await api("/api/rooms/", { method: "POST", body: { name, members: [...chosen.keys()] } });
+  } catch (error) {
+    showFormError("new-room-error", error);
+    return;
+  }
+  if (!rooms.has(room.id)) addRoom(room);
+  renderRoomList();
+  $("new-room-dialog").returnFocus = null;
+  $("new-room-dialog").close();
+  location.hash = `#/rooms/${room.id}`;
+});
+
+const memberPicker = userPicker(
+  $("add-member-input"),
+  $("add-member-results"),
+  async (user) => {
+    const state = rooms.get(currentRoomId);
+    if (!state) return;
+    try {
+      const member = await api(`/api/rooms/${state.room.id}/members/`, { method: "POST", body: { user_id: user.id } });
+      if (!state.room.members.some((m) => m.id === member.id)) state.room.members = [...state.room.members, member];
+      showFormError("room-dialog-error", null);
+    } catch (error) {
+      showFormError("room-dialog-error", error);
+    }
+    memberPicker.clear();
+    renderRoomHeader();
+    $("add-member-input").focus();
+  },
+  { exclude: () => new Set((rooms.get(currentRoomId)?.room.members || []).map((m) => m.id)) },
+);
+
+function renderRoomSettings() {
+  const state = rooms.get(currentRoomId);
+  if (!state) {
+    $("room-dialog").close();
+    return;
+  }
+  const { room } = state;
+  const owner = isOwner(room);
+  const input = $("rename-input");
+  if (document.activeElement !== input) input.value = room.name;
+  input.readOnly = !owner;
+  $("rename-submit").hidden = !owner;
+  $("add-member").hidden = !owner;
+  const members = [...room.members].sort((a, b) => (b.role === "owner") - (a.role === "owner") || a.username.localeCompare(b.username));
+  $("member-list").replaceChildren(
+    ...members.map((m) =>
+      h(
+        "li",
+        { class: "member", attrs: { "data-user": m.id } },
+        avatar(m),
+        h("span", { class: "member-name", text: m.username }),
+        m.role === "owner" ? h("span", { class: "tag", text: "owner" }) : null,
+        m.id === me.id ? h("span", { class: "tag tag-current", text: "you" }) : null,
+        owner && m.id !== me.id
+          ? h("button", {
+              class: "link-button danger",
+              text: "Remove",
+              attrs: { type: "button", "aria-label": `Remove ${m.username}` },
+              on: { click: () => removeMember(state, m) },
+            })
+          : null,
+      ),
+    ),
+  );
+}
+
+async function removeMember(state, member) {
+  try {
+    await api(`/api/rooms/${state.room.id}/members/${member.id}/`, { method: "DELETE" });
+    state.room.members = state.room.members.filter((m) => m.id !== member.id);
+    showFormError("room-dialog-error", null);
+  } catch (error) {
+    showFormError("room-dialog-error", error);
+  }
+  renderRoomHeader();
+  $("member-list").focus();
+}
+
+$("room-settings").addEventListener("click", () => {
+  memberPicker.clear();
+  showFormError("room-dialog-error", null);
+  renderRoomSettings();
+  openDialog($("room-dialog"), $("room-settings"));
+});
+
+$("rename-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const state = rooms.get(currentRoomId);
+  const name = $("rename-input").value.trim();
+  if (!state || !name || name === state.room.name) return;
+  try {
+    const room = await api(`/api/rooms/${state.room.id}/`, { method: "PATCH", body: { name } });
+    state.room.name = room.name;
+    showFormError("room-dialog-error", null);
+    $("rename-status").textContent = "Renamed.";
+    setTimeout(() => ($("rename-status").textContent = ""), 2000);
+  } catch (error) {
+    showFormError("room-dialog-error", error);
+  }
+  renderRoomList();
+  renderRoomHeader();
+});
+
+$("leave-room").addEventListener("click", async () => {
+  const state = rooms.get(currentRoomId);
+  if (!state) return;
+  try {
+    await api(`/api/rooms/${state.room.id}/members/${me.id}/`, { method: "DELETE" });
+  } catch (error) {
+    showFormError("room-dialog-error", error);
+    return;
+  }
+  $("room-dialog").returnFocus = null;
+  $("room-dialog").close();
+  dropRoom(state.room.id);
+  $("room-list").focus();
+});
+
+// --- search ----------------------------------------------------------------------------------------
+
+let searchNext = null;
+let searchSeq = 0;
+
+function searchResultElement(result) {
+  const { message, room } = result;
+  const known = rooms.get(room.id);
+  const title = known ? roomTitle(known.room) : room.name || "direct message";
+  return h(
+    "li",
+    {},
+    h(
+      "a",
+      {
+        class: "search-result",
+        attrs: { href: `#/rooms/${room.id}/messages/${message.id}`, "data-id": message.id },
+        on: { click: () => setSearchOpen(false) },
+      },
+      h(
+        "span",
+        { class: "search-meta" },
+        h("span", { class: "search-room", text: `${room.kind === "direct" ? "@" : "#"} ${title}` }),
+        h("span", { class: "author", text: message.author.username }),
+        timeElement(message.created_at),
+      ),
+      h("span", { class: "search-body", text: message.body }),
+    ),
+  );
+}
+
+async function runSearch(more = false) {
+  const query = $("search-input").value.trim();
+  const mine = ++searchSeq;
+  if (!query) {
+    setSearchOpen(false);
+    return;
+  }
+  setSearchOpen(true);
+  if (!more) {
+    $("search-results").replaceChildren();
+    $("search-status").textContent = "Searching…";
+  }
+  let page;
+  try {
+    page = await api(more ? searchNext : `/api/search/messages/?q=${encodeURIComponent(query)}`);
+  } catch (error) {
+    if (mine === searchSeq) $("search-status").textContent = error.message;
+    return;
+  }
+  if (mine !== searchSeq) return;
+  searchNext = page.next;
+  $("search-results").append(...page.results.map(searchResultElement));
+  const count = $("search-results").children.length;
+  $("search-status").textContent = count ? "" : `No messages match “${query}”.`;
+  $("search-more").hidden = !searchNext;
+}
+
+function setSearchOpen(open) {
+  $("search-panel").hidden = !open;
+  $("search-input").setAttribute("aria-expanded", String(open));
+}
+
+$("search-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  runSearch();
+});
+$("search-more").addEventListener("click", () => runSearch(true));
+$("search-form").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !$("search-panel").hidden) {
+    event.preventDefault();
+    setSearchOpen(false);
+    $("search-input").focus();
+  }
 });
 
 // --- notifications -------------------------------------------------------------------------------
@@ -574,6 +1497,7 @@ function renderBell() {
           h("div", { class: "notif-title", text: n.title }),
           n.body ? h("div", { class: "notif-body", text: n.body }) : null,
           timeElement(n.created_at),
+          notificationLink(n),
         ),
         n.read_at
           ? null
@@ -589,6 +1513,22 @@ function renderBell() {
   $("notif-empty").hidden = notifications.size > 0;
   $("read-all").disabled = unreadNotifications === 0;
   updateTitle();
+}
+
+/** A mention links to its message: the room opens there, and the notification is read. */
+function notificationLink(n) {
+  const data = n.data || {};
+  if (data.kind !== "mention" || !Number.isInteger(data.room) || !Number.isInteger(data.message)) return null;
+  return h("a", {
+    class: "notif-open",
+    text: "Show message",
+    attrs: { href: `#/rooms/${data.room}/messages/${data.message}`, "aria-label": `Show the message: ${n.title}` },
+    on: {
+      click: () => {
+        if (!n.read_at) markNotificationRead(n.id).catch(() => {});
+      },
+    },
+  });
 }
 
 async function markNotificationRead(id) {
@@ -643,6 +1583,7 @@ function setBellOpen(open) {
 $("bell-button").addEventListener("click", () => setBellOpen($("bell-panel").hidden));
 document.addEventListener("click", (event) => {
   if (!$("bell").contains(event.target)) setBellOpen(false);
+  if (!$("search-form").contains(event.target)) setSearchOpen(false);
 });
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !$("bell-panel").hidden) {
@@ -733,10 +1674,12 @@ function showView(name) {
 }
 
 function route() {
-  const match = location.hash.match(/^#\/rooms\/(\d+)$/);
+  // #/rooms/5, or #/rooms/5/messages/812: the room opened at that message.
+  const match = location.hash.match(/^#\/rooms\/(\d+)(?:\/messages\/(\d+))?$/);
   setBellOpen(false);
+  setSearchOpen(false);
   if (match) {
-    openRoom(Number(match[1]));
+    openRoom(Number(match[1]), match[2] ? Number(match[2]) : null);
     return;
   }
   currentRoomId = null;
@@ -760,8 +1703,9 @@ document.addEventListener("visibilitychange", () => {
 let helloCount = 0;
 let startFailed = false;
 client.addEventListener("hello", () => {
-  // After a reconnect, rooms we were added to meanwhile are picked up (no frame announces
-  // them), and a history that failed to load while we were offline is fetched again.
+  // After a reconnect, rooms we were added to while disconnected are picked up (their
+  // `room.joined` went to a socket that was gone), and a history that failed to load while we
+  // were offline is fetched again.
   if (helloCount++ > 0 || startFailed) {
     startFailed = false;
     $("load-error").hidden = true;
