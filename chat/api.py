@@ -20,10 +20,14 @@ from .serializers import (
     MemberAddSerializer,
     MemberSerializer,
     MessageCreateSerializer,
+    MessageEditSerializer,
     MessageListFilter,
     MessageSerializer,
+    ReactionBodySerializer,
+    ReactionsSerializer,
     RoomCreateSerializer,
     RoomSerializer,
+    RoomUpdateSerializer,
     message_payload,
 )
 
@@ -34,11 +38,23 @@ _MESSAGE = {
     "body": "hello",
     "created_at": "2025-01-01T12:00:00.000000Z",
     "client_id": "0b7e7dbe-4f8c-4a4b-a1d0-2f1c2c7b8e11",
+    "seq": 57,
+    "edited_at": None,
+    "deleted": False,
+    "reactions": [{"emoji": "👍", "count": 1, "users": [3]}],
+    "reply_to": {
+        "id": 118,
+        "author": {"id": 3, "username": "bob"},
+        "excerpt": "anyone there?",
+        "deleted": False,
+    },
+    "mentions": [{"id": 3, "username": "bob"}],
 }
 _ROOM_NOT_FOUND = error_response(
     404, "Room not found.", "not_found", "No such room, or the caller is not a member."
 )
 _ROOM_ID = OpenApiParameter("room_id", int, OpenApiParameter.PATH, description="Room id.")
+_MESSAGE_ID = OpenApiParameter("message_id", int, OpenApiParameter.PATH, description="Message id.")
 
 
 def _api_error(error: services.ChatError) -> exceptions.APIException:
@@ -48,10 +64,6 @@ def _api_error(error: services.ChatError) -> exceptions.APIException:
     if isinstance(error, services.ChatForbidden):
         return exceptions.PermissionDenied(error.detail)
     return exceptions.ValidationError({"detail": [error.detail]}, code="invalid")
-
-
-def _is_staff(request: Request) -> bool:
-    return bool(request.user.is_staff or request.user.is_superuser)
 
 
 def _room_of_member(request: Request, room_id: int) -> Room:
@@ -116,7 +128,9 @@ class RoomListView(APIView):
 
 
 class RoomDetailView(APIView):
-    """``GET /api/rooms/{id}/``: the room, for its members; ``404`` for anyone else."""
+    """``GET /api/rooms/{id}/``: the room, for its members; ``404`` for anyone else.
+    ``PATCH {name}`` (owners, ``chat.moderate_room``): rename; ``room.renamed`` on the room's
+    feed and ``room.updated`` to every member."""
 
     @extend_schema(
         tags=["rooms"],
@@ -127,14 +141,42 @@ class RoomDetailView(APIView):
     def get(self, request: Request, room_id: int) -> Response:
         return Response(RoomSerializer(_room_of_member(request, room_id)).data)
 
+    @extend_schema(
+        tags=["rooms"],
+        summary="Rename a group room (owners, moderators)",
+        parameters=[_ROOM_ID],
+        request=RoomUpdateSerializer,
+        responses={
+            200: OpenApiResponse(
+                RoomSerializer, description="Renamed (the room as the caller sees it)."
+            ),
+            **errors(400, 401, 403),
+            404: _ROOM_NOT_FOUND,
+        },
+        examples=[OpenApiExample("rename", value={"name": "ops"}, request_only=True)],
+    )
+    def patch(self, request: Request, room_id: int) -> Response:
+        body = RoomUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            room = services.room_rename(
+                room_id=room_id, actor_id=request.user.pk, name=body.validated_data["name"]
+            )
+        except services.ChatError as error:
+            raise _api_error(error) from error
+        shown = selectors.room_get(room_id=room.pk, user_id=request.user.pk)
+        if shown is None:  # a moderator who is not a member: no per-member fields
+            return Response({"id": room.pk, "name": room.name, "kind": room.kind, "seq": room.seq})
+        return Response(RoomSerializer(shown).data)
+
 
 class RoomMembersView(APIView):
-    """``POST /api/rooms/{id}/members/ {user_id, role?}`` (owners, staff): ``201`` member
+    """``POST /api/rooms/{id}/members/ {user_id, role?}`` (owners, moderators): ``201`` member
     added, ``200`` already one (role updated); ``403`` for other members, ``404`` non-members."""
 
     @extend_schema(
         tags=["rooms"],
-        summary="Add a member or change a member's role (owners, staff)",
+        summary="Add a member or change a member's role (owners, moderators)",
         parameters=[_ROOM_ID],
         request=MemberAddSerializer,
         responses={
@@ -152,7 +194,6 @@ class RoomMembersView(APIView):
             membership, created = services.room_member_add(
                 room_id=room_id,
                 actor_id=request.user.pk,
-                actor_is_staff=_is_staff(request),
                 user_id=body.validated_data["user_id"],
                 role=body.validated_data.get("role"),
             )
@@ -165,7 +206,7 @@ class RoomMembersView(APIView):
 
 
 class RoomMemberView(APIView):
-    """``DELETE /api/rooms/{id}/members/{user_id}/`` → ``204``: owners and staff remove anyone,
+    """``DELETE /api/rooms/{id}/members/{user_id}/`` → ``204``: owners and moderators remove anyone,
     a member removes themselves (leaves). The removed user's sockets stop receiving the room
     at once, on every process."""
 
@@ -187,7 +228,6 @@ class RoomMemberView(APIView):
             services.room_member_remove(
                 room_id=room_id,
                 actor_id=request.user.pk,
-                actor_is_staff=_is_staff(request),
                 user_id=user_id,
             )
         except services.ChatError as error:
@@ -198,7 +238,7 @@ class RoomMemberView(APIView):
 class RoomMessagesView(APIView):
     """``GET``: history, newest first: ``{next, previous, results}`` where ``next`` is the
     older page (``?before=``) and ``previous`` the newer one (``?after=``), ``null`` at either
-    end. ``POST {body, client_id?}`` → ``201`` the message, pushed live like a socket's send."""
+    end. ``POST {body, client_id?, reply_to?}`` → ``201`` the message, pushed live like a socket's send."""
 
     @extend_schema(
         tags=["rooms"],
@@ -279,7 +319,100 @@ class RoomMessagesView(APIView):
                 author_id=request.user.pk,
                 body=body.validated_data["body"],
                 client_id=body.validated_data.get("client_id"),
+                reply_to=body.validated_data.get("reply_to"),
             )
         except services.ChatError as error:
             raise _api_error(error) from error
         return Response(message_payload(message), status=status.HTTP_201_CREATED)
+
+
+class RoomMessageView(APIView):
+    """``PATCH {body}``: the author edits (``200`` the message after); ``DELETE``: the author,
+    the room's owners or a moderator deletes (``200`` the tombstone). Both are changes of the
+    room's feed, pushed live."""
+
+    @extend_schema(
+        tags=["rooms"],
+        summary="Edit one's own message",
+        parameters=[_ROOM_ID, _MESSAGE_ID],
+        request=MessageEditSerializer,
+        responses={200: MessageSerializer, **errors(400, 401, 403), 404: _ROOM_NOT_FOUND},
+        examples=[OpenApiExample("edit", value={"body": "hello, all"}, request_only=True)],
+    )
+    def patch(self, request: Request, room_id: int, message_id: int) -> Response:
+        body = MessageEditSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            message = services.message_edit(
+                room_id=room_id,
+                message_id=message_id,
+                user_id=request.user.pk,
+                body=body.validated_data["body"],
+            )
+        except services.ChatError as error:
+            raise _api_error(error) from error
+        return Response(message)
+
+    @extend_schema(
+        tags=["rooms"],
+        summary="Delete a message (author, owners, moderators); a tombstone stays",
+        parameters=[_ROOM_ID, _MESSAGE_ID],
+        request=None,
+        responses={200: MessageSerializer, **errors(401, 403), 404: _ROOM_NOT_FOUND},
+    )
+    def delete(self, request: Request, room_id: int, message_id: int) -> Response:
+        try:
+            message = services.message_delete(
+                room_id=room_id, message_id=message_id, user_id=request.user.pk
+            )
+        except services.ChatError as error:
+            raise _api_error(error) from error
+        return Response(message)
+
+
+class MessageReactionsView(APIView):
+    """``POST {emoji}`` / ``DELETE {emoji}`` (or ``?emoji=``): the caller's reaction on a
+    message (members); ``200 {message, reactions}``. Adding one already given or removing one
+    not given changes nothing."""
+
+    def _set(self, request: Request, room_id: int, message_id: int, add: bool) -> Response:
+        data = request.data if isinstance(request.data, dict) and request.data else None
+        emoji = data.get("emoji") if data is not None else request.query_params.get("emoji")
+        body = ReactionBodySerializer(data={} if emoji is None else {"emoji": emoji})
+        body.is_valid(raise_exception=True)
+        try:
+            reactions = services.reaction_set(
+                room_id=room_id,
+                message_id=message_id,
+                user_id=request.user.pk,
+                emoji=body.validated_data["emoji"],
+                add=add,
+            )
+        except services.ChatError as error:
+            raise _api_error(error) from error
+        return Response({"message": message_id, "reactions": reactions})
+
+    @extend_schema(
+        tags=["rooms"],
+        summary="React to a message with one emoji",
+        parameters=[_ROOM_ID, _MESSAGE_ID],
+        request=ReactionBodySerializer,
+        responses={200: ReactionsSerializer, **errors(400, 401), 404: _ROOM_NOT_FOUND},
+        examples=[OpenApiExample("react", value={"emoji": "👍"}, request_only=True)],
+    )
+    def post(self, request: Request, room_id: int, message_id: int) -> Response:
+        return self._set(request, room_id, message_id, add=True)
+
+    @extend_schema(
+        tags=["rooms"],
+        summary="Take back one's reaction (body `{emoji}` or `?emoji=`)",
+        parameters=[
+            _ROOM_ID,
+            _MESSAGE_ID,
+            OpenApiParameter("emoji", str, OpenApiParameter.QUERY, required=False),
+        ],
+        request=ReactionBodySerializer,
+        responses={200: ReactionsSerializer, **errors(400, 401), 404: _ROOM_NOT_FOUND},
+    )
+    def delete(self, request: Request, room_id: int, message_id: int) -> Response:
+        return self._set(request, room_id, message_id, add=False)

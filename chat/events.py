@@ -9,6 +9,7 @@ ROOM_TYPING = "room.typing"
 ROOM_PRESENCE = "room.presence"
 ROOM_READ = "room.read"
 ROOM_REMOVED = "room.removed"
+USER_ROOM = "room.listed"  # room.joined / room.updated to a user's group
 
 
 def room_group(room_id: int) -> str:
@@ -21,21 +22,35 @@ def presence_group(room_id: int) -> str:
     return f"presence.{int(room_id)}"
 
 
-def room_message(payload: dict[str, Any], payload_text: str | None = None) -> dict[str, Any]:
-    """Event for a stored chat message; ``payload`` is ``serializers.message_payload`` output,
-    ``payload_text`` the same already encoded (it is then not encoded again).
+def room_message(*, room_id: int, seq: int, payload_text: str) -> dict[str, Any]:
+    """Event for a new message: ``message {room, seq, message}``; ``payload_text`` is the
+    message's ``serializers.message_payload`` already encoded (it is not encoded again).
 
-    ``room`` and ``id`` ride beside the frame so a socket can drop a message of a room it left
-    and one it already replayed (``subscribe since``) without decoding ``text``.
+    ``room`` and ``seq`` ride beside the frame so a socket can drop a change of a room it left
+    and one its ``subscribe since`` replay already sent, without decoding ``text``.
     """
-    room = int(payload["room"])
-    body = payload_text if payload_text is not None else encode(payload)
     return {
         "type": ROOM_MESSAGE,
-        "room": room,
-        "id": payload["id"],
-        "text": f'{{"type":"message","room":{room},"message":{body}}}',
+        "room": room_id,
+        "seq": seq,
+        "text": f'{{"type":"message","room":{int(room_id)},"seq":{int(seq)},"message":{payload_text}}}',
     }
+
+
+def room_change(*, room_id: int, seq: int, frame: dict[str, Any]) -> dict[str, Any]:
+    """Event for any other change of the room's feed (``serializers.feed_frame``): delivered
+    and de-duplicated like :func:`room_message`."""
+    return {"type": ROOM_MESSAGE, "room": room_id, "seq": seq, "text": encode(frame)}
+
+
+def room_joined(room: dict[str, Any]) -> dict[str, Any]:
+    """Event to ``user.<id>``: ``room.joined {room}``, the room as that user sees it."""
+    return {"type": USER_ROOM, "text": encode({"type": "room.joined", "room": room})}
+
+
+def room_updated(room: dict[str, Any]) -> dict[str, Any]:
+    """Event to ``user.<id>``: ``room.updated {room}`` (renamed), the room as that user sees it."""
+    return {"type": USER_ROOM, "text": encode({"type": "room.updated", "room": room})}
 
 
 def room_typing(*, room_id: int, user_id: int, username: str) -> dict[str, Any]:
@@ -79,5 +94,10 @@ def room_read(*, room_id: int, user_id: int, username: str, message_id: int) -> 
 
 
 def room_removed(*, room_id: int) -> dict[str, Any]:
-    """Event to ``user.<id>``: the user is no longer a member; every socket leaves the room."""
-    return {"type": ROOM_REMOVED, "room": room_id}
+    """Event to ``user.<id>``: the user is no longer a member; every socket leaves the room and
+    gets ``room.left {room: id}``."""
+    return {
+        "type": ROOM_REMOVED,
+        "room": room_id,
+        "text": encode({"type": "room.left", "room": room_id}),
+    }

@@ -33,12 +33,16 @@ class Room(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="rooms"
     )
+    # The room's latest change (docs/protocol.md, "Room feed"): bumped under the room's row lock
+    # by every stored change, so a room's changes are numbered 1, 2, 3, ... without a gap.
+    seq = models.BigIntegerField(default=0)
 
     class Meta:
         # The table predates the chat app (it was notifications'); keeping its name made the move
         # a state-only migration.
         db_table = "notifications_room"
         ordering = ["-pk"]
+        permissions = [("moderate_room", "Can manage any room and moderate its messages")]
         constraints = [
             models.UniqueConstraint(
                 fields=["direct_key"],
@@ -85,12 +89,12 @@ class Membership(models.Model):
 
 class Message(models.Model):
     """A chat message, stored before it is pushed (docs/reliability.md); its ``id`` is the
-    cursor.
+    history's cursor, its ``seq`` its place in the room's feed (the change that created it).
 
     ``client_id`` is the sender's uuid for the message, unique per author, so a retried
-    ``message.send`` stores nothing twice. Within a room, ids are allocated and committed in
-    increasing order (``room_message_send`` locks the room row), so "every message with
-    id > since" has no hole that a later commit could fill.
+    ``message.send`` stores nothing twice. A deleted message stays as a tombstone: ``body`` ""
+    and ``mentions`` [] (the text is gone from the database), ``deleted`` true. ``mentions`` is
+    ``[{id, username}]`` of the members the body named when it was sent or last edited.
     """
 
     room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="messages")
@@ -100,6 +104,13 @@ class Message(models.Model):
     body = models.TextField(max_length=MESSAGE_MAX_LENGTH)
     client_id = models.UUIDField()
     created_at = models.DateTimeField(auto_now_add=True)
+    seq = models.BigIntegerField(null=True, blank=True)  # NULL only before the data migration
+    edited_at = models.DateTimeField(null=True, blank=True)
+    deleted = models.BooleanField(default=False)
+    reply_to = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    mentions = models.JSONField(default=list, blank=True)
 
     class Meta:
         # The table predates the chat app (it was notifications'); keeping its name made the move
@@ -109,9 +120,71 @@ class Message(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["author", "client_id"], name="message_author_client_id_unique"
-            )
+            ),
+            models.UniqueConstraint(fields=["room", "seq"], name="message_room_seq_unique"),
         ]
         indexes = [models.Index(fields=["room", "id"], name="message_room_id_idx")]
 
     def __str__(self) -> str:
         return f"#{self.pk} in {self.room_id} by {self.author_id}"
+
+
+class Reaction(models.Model):
+    """One user's emoji on one message; a user gives each emoji at most once per message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="reactions")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="reactions"
+    )
+    emoji = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["message", "user", "emoji"], name="reaction_message_user_emoji_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.emoji} by {self.user_id} on {self.message_id}"
+
+
+class RoomChange(models.Model):
+    """A change of a room other than a new message (those carry their ``seq`` themselves):
+    an edit, a deletion, a reaction, a member joining or leaving, a rename. ``seq`` is the
+    room's next change number, allocated with the room's row lock held (docs/protocol.md,
+    "Room feed"); a replay merges these with the messages by ``seq``.
+
+    ``data``: ``{emoji, action}`` for a reaction, ``{name}`` for a rename, else ``{}``.
+    """
+
+    class Kind(models.TextChoices):
+        MESSAGE_UPDATED = "message.updated", "message updated"
+        MESSAGE_DELETED = "message.deleted", "message deleted"
+        REACTION = "reaction", "reaction"
+        MEMBER_JOINED = "member.joined", "member joined"
+        MEMBER_LEFT = "member.left", "member left"
+        ROOM_RENAMED = "room.renamed", "room renamed"
+
+    room = models.ForeignKey(Room, on_delete=models.CASCADE, related_name="changes")
+    seq = models.BigIntegerField()
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["room", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["room", "seq"], name="roomchange_room_seq_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.seq} in {self.room_id}"

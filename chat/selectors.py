@@ -4,10 +4,11 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from django.db.models import BigIntegerField, Count, OuterRef, Prefetch, Q, Subquery, Value
+from django.db.models import BigIntegerField, Count, Max, OuterRef, Prefetch, Q, Subquery, Value
 from django.db.models.functions import Coalesce
 
-from .models import Membership, Message, Room
+from .models import Membership, Message, Reaction, Room, RoomChange
+from .serializers import RoomSerializer
 
 MAX_ID = 2**63 - 1  # the largest id a database column holds; larger input matches nothing
 
@@ -19,14 +20,15 @@ def room_is_member(*, room_id: int, user_id: int) -> bool:
     return Membership.objects.filter(room_id=room_id, user_id=user_id).exists()
 
 
-def room_size_for_member(*, room_id: int, user_id: int) -> int | None:
-    """The room's member count if the user is one of them, else ``None`` (one query)."""
+def room_size_for_member(*, room_id: int, user_id: int) -> tuple[int, int] | None:
+    """``(member count, the room's latest seq)`` if the user is a member, else ``None`` (one
+    query)."""
     if not 0 < room_id <= MAX_ID:
         return None
     counts = Membership.objects.filter(room_id=room_id).aggregate(
-        size=Count("pk"), mine=Count("pk", filter=Q(user_id=user_id))
+        size=Count("pk"), mine=Count("pk", filter=Q(user_id=user_id)), seq=Max("room__seq")
     )
-    return counts["size"] if counts["mine"] else None
+    return (counts["size"], int(counts["seq"] or 0)) if counts["mine"] else None
 
 
 def membership_get(*, room_id: int, user_id: int) -> Membership | None:
@@ -36,10 +38,26 @@ def membership_get(*, room_id: int, user_id: int) -> Membership | None:
     return Membership.objects.filter(room_id=room_id, user_id=user_id).first()
 
 
-def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
-    """The user's rooms with per-caller ``unread_count``, ``last_message`` and
-    ``last_read_message_id`` set as attributes: three queries however many rooms."""
-    memberships = Membership.objects.filter(user_id=user_id)
+def messages_rendered() -> Any:
+    """Messages with what ``serializers.message_payload`` reads loaded: the author, the
+    replied-to message and its author, the reactions (oldest first)."""
+    return Message.objects.select_related("author", "reply_to__author").prefetch_related(
+        Prefetch("reactions", queryset=Reaction.objects.order_by("pk"))
+    )
+
+
+def _member_rooms(
+    *, user_id: int | None = None, room_id: int | None = None, user_ids: list[int] | None = None
+) -> list[Room]:
+    """Rooms as members see them, with per-member ``unread_count``, ``last_message`` and
+    ``last_read_message_id`` set as attributes (and ``member_id``): a few queries however many
+    rooms. ``user_id``: that user's rooms; ``room_id`` with ``user_ids``: that room as each
+    of those members sees it."""
+    memberships = Membership.objects.all()
+    if user_id is not None:
+        memberships = memberships.filter(user_id=user_id)
+    if user_ids is not None:
+        memberships = memberships.filter(user_id__in=user_ids)
     if room_id is not None:
         memberships = memberships.filter(room_id=room_id)
     unread = (
@@ -49,7 +67,7 @@ def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
                 OuterRef("last_read_message_id"), Value(0), output_field=BigIntegerField()
             ),
         )
-        .exclude(author_id=user_id)
+        .exclude(author_id=OuterRef("user_id"))
         .order_by()
         .values("room_id")
         .annotate(n=Count("pk"))
@@ -71,10 +89,11 @@ def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
         )
         .order_by("-active_at", "-room_id")
     )
-    last = Message.objects.select_related("author").in_bulk([m.last_id for m in rows if m.last_id])
+    last = messages_rendered().in_bulk([m.last_id for m in rows if m.last_id])
     rooms = []
     for membership in rows:
         room: Any = membership.room
+        room.member_id = membership.user_id
         room.unread_count = membership.unread
         room.last_message = last.get(membership.last_id)
         room.last_read_message_id = membership.last_read_message_id
@@ -95,13 +114,31 @@ def room_get(*, room_id: int, user_id: int) -> Room | None:
     return rooms[0] if rooms else None
 
 
-def room_messages_since(*, room_id: int, since: int, limit: int) -> list[Message]:
-    """Up to ``limit`` messages of the room with ``id > since``, oldest first (the replay)."""
-    return list(
-        Message.objects.filter(room_id=room_id, pk__gt=since)
-        .select_related("author")
-        .order_by("pk")[:limit]
+def room_payloads(*, room_id: int, user_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """``{user id: the room as GET /api/rooms/{id}/ shows it to that member}`` for those of
+    ``user_ids`` who are members (a few queries however many)."""
+    rooms = _member_rooms(room_id=room_id, user_ids=user_ids) if user_ids else []
+    return {room.member_id: dict(RoomSerializer(room).data) for room in rooms}  # type: ignore[attr-defined]
+
+
+def room_changes_since(*, room_id: int, since: int, limit: int) -> list[tuple[int, Any]]:
+    """Up to ``limit`` changes of the room's feed with ``seq > since``, in ``seq`` order, as
+    ``(seq, Message | RoomChange)``: new messages (their own ``seq``) merged with the other
+    changes (``RoomChange``), each loaded for rendering from the current state (the replay,
+    docs/protocol.md "Room feed"). Two queries."""
+    messages = list(
+        messages_rendered().filter(room_id=room_id, seq__gt=since).order_by("seq")[:limit]
     )
+    changes = list(
+        RoomChange.objects.filter(room_id=room_id, seq__gt=since)
+        .select_related("user", "message__author", "message__reply_to__author")
+        .prefetch_related(Prefetch("message__reactions", queryset=Reaction.objects.order_by("pk")))
+        .order_by("seq")[:limit]
+    )
+    merged = sorted(
+        [(int(m.seq), m) for m in messages] + [(c.seq, c) for c in changes], key=lambda p: p[0]
+    )
+    return merged[:limit]
 
 
 @dataclass(frozen=True)
@@ -122,7 +159,7 @@ def room_message_page(
     ``after=A``: the ``limit`` messages just after A (the oldest of those newer than A, so a
     client catches up page by page). Both: within ``(A, B)``, nearest B.
     """
-    messages = Message.objects.filter(room_id=room_id).select_related("author")
+    messages = messages_rendered().filter(room_id=room_id)
     if before is not None:
         messages = messages.filter(pk__lt=before)
     if after is not None:
@@ -151,8 +188,4 @@ def _exists(*, room_id: int, below: int | None = None, above: int | None = None)
 
 def message_by_client_id(*, author_id: int, client_id: UUID) -> Message | None:
     """The author's message stored under ``client_id``, with its author, or ``None``."""
-    return (
-        Message.objects.select_related("author")
-        .filter(author_id=author_id, client_id=client_id)
-        .first()
-    )
+    return messages_rendered().filter(author_id=author_id, client_id=client_id).first()

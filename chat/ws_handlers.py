@@ -1,8 +1,7 @@
-"""What chat adds to the socket: room subscriptions with replay, sending, typing and read
-positions, and the live events of each subscribed room (docs/protocol.md)."""
+"""What chat adds to the socket: room subscriptions with replay of the room's feed, sending,
+editing, deleting, reactions, typing and read positions, the live events of each subscribed
+room, and the user's room list changes (docs/protocol.md)."""
 
-import time
-from collections import deque
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -18,20 +17,19 @@ from realtime.protocol import ErrorCode
 from realtime.registry import Handlers, register
 
 from . import events, presence, selectors, services
-from .models import MESSAGE_MAX_LENGTH
-from .serializers import message_payload
+from .models import MESSAGE_MAX_LENGTH, Message
+from .serializers import feed_frame, message_payload
 
-_REPLAY_PAGE = 500  # messages per query of a ``subscribe since`` replay
-_REPLAYED_MEMORY = 4096  # replayed message ids remembered per room, newest kept
-_REPLAYED_FOR = 60.0  # s after a replay during which live copies of its messages are dropped
+_REPLAY_PAGE = 500  # changes per page of a ``subscribe since`` replay
 
 
 # Client frames -----------------------------------------------------------------------------
 
 
 class Subscribe(Frame):
-    """``subscribe {room, since?}`` → ``ack {room, presence}``, the messages after ``since``,
-    then live ones; ``error forbidden`` for a non-member or a room that does not exist."""
+    """``subscribe {room, since?}`` → ``ack {room, seq, presence, online_count}``, every change
+    of the room with ``seq`` > ``since`` in order, then live ones; ``error forbidden`` for a
+    non-member or a room that does not exist."""
 
     type: Literal["subscribe"]
     room: RowId
@@ -53,20 +51,63 @@ class Unsubscribe(Frame):
     room: RowId
 
 
+Body = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_LENGTH)
+]
+
+
 class MessageSend(Frame):
-    """``message.send {room, body, client_id}`` → ``ack {message}``.
+    """``message.send {room, body, client_id, reply_to?}`` → ``ack {message}``.
 
     ``body`` is trimmed, then 1..4000 characters (code points); ``client_id`` is a uuid string,
-    unique per author: a retry with the same one stores nothing twice.
+    unique per author: a retry with the same one stores nothing twice. ``reply_to``: a message
+    of the same room.
     """
 
     type: Literal["message.send"]
     room: RowId
-    body: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_LENGTH)
-    ]
+    body: Body
     # JSON has no uuid type: accept its canonical string form despite the model's strict mode.
     client_id: Annotated[UUID, Field(strict=False)]
+    reply_to: RowId | None = None
+
+
+class MessageEdit(Frame):
+    """``message.edit {room, message, body}`` → ``ack {message}`` (after the edit); the author
+    only (``forbidden``)."""
+
+    type: Literal["message.edit"]
+    room: RowId
+    message: RowId
+    body: Body
+
+
+class MessageDelete(Frame):
+    """``message.delete {room, message}`` → ``ack {message}`` (the tombstone); the author, the
+    room's owners and moderators."""
+
+    type: Literal["message.delete"]
+    room: RowId
+    message: RowId
+
+
+class ReactionAdd(Frame):
+    """``reaction.add {room, message, emoji}`` → ``ack {message: id, reactions}``; exactly one
+    emoji, else ``invalid_message``."""
+
+    type: Literal["reaction.add"]
+    room: RowId
+    message: RowId
+    emoji: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class ReactionRemove(Frame):
+    """``reaction.remove {room, message, emoji}`` → ``ack {message: id, reactions}``."""
+
+    type: Literal["reaction.remove"]
+    room: RowId
+    message: RowId
+    emoji: Annotated[str, Field(min_length=1, max_length=64)]
 
 
 class Typing(Frame):
@@ -87,6 +128,23 @@ class RoomRead(Frame):
 # Server frames -----------------------------------------------------------------------------
 
 
+class Reactions(BaseModel):
+    """One emoji's reactions on a message."""
+
+    emoji: str
+    count: int
+    users: list[int]
+
+
+class ReplyTo(BaseModel):
+    """The message a reply answers: its first 100 characters ("" once deleted)."""
+
+    id: int
+    author: UserRef
+    excerpt: str
+    deleted: bool
+
+
 class MessageBody(BaseModel):
     """A stored message, as ``GET /api/rooms/{id}/messages/`` lists it."""
 
@@ -96,14 +154,125 @@ class MessageBody(BaseModel):
     body: str
     created_at: str
     client_id: str
+    seq: int
+    edited_at: str | None
+    deleted: bool
+    reactions: list[Reactions]
+    reply_to: ReplyTo | None
+    mentions: list[UserRef]
 
 
 class MessageFrame(ServerFrame):
-    """A message of a subscribed room: live, or replayed by ``subscribe since``."""
+    """A new message of a subscribed room: live, or replayed by ``subscribe since``."""
 
     type: Literal["message"]
     room: int
+    seq: int
     message: MessageBody
+
+
+class MessageUpdatedFrame(ServerFrame):
+    """A message was edited: the whole message after the edit (replayed: as it is now)."""
+
+    type: Literal["message.updated"]
+    room: int
+    seq: int
+    message: MessageBody
+
+
+class MessageDeletedFrame(ServerFrame):
+    """A message was deleted: its tombstone (body "", ``deleted`` true)."""
+
+    type: Literal["message.deleted"]
+    room: int
+    seq: int
+    message: MessageBody
+
+
+class ReactionFrame(ServerFrame):
+    """A reaction was added or removed; ``reactions``: the message's reactions now."""
+
+    type: Literal["reaction"]
+    room: int
+    seq: int
+    message: int
+    emoji: str
+    user: UserRef
+    action: Literal["added", "removed"]
+    reactions: list[Reactions]
+
+
+class MemberJoinedFrame(ServerFrame):
+    """A user became a member of the room."""
+
+    type: Literal["member.joined"]
+    room: int
+    seq: int
+    user: UserRef
+
+
+class MemberLeftFrame(ServerFrame):
+    """A member left the room or was removed."""
+
+    type: Literal["member.left"]
+    room: int
+    seq: int
+    user: UserRef
+
+
+class RoomRenamedFrame(ServerFrame):
+    """The room has a new name."""
+
+    type: Literal["room.renamed"]
+    room: int
+    seq: int
+    name: str
+
+
+class RoomMember(BaseModel):
+    """A member in a room object."""
+
+    id: int
+    username: str
+    role: str
+    joined_at: str
+
+
+class RoomBody(BaseModel):
+    """A room as ``GET /api/rooms/{id}/`` shows it to the user."""
+
+    id: int
+    name: str
+    kind: str
+    created_by: int | None
+    created_at: str
+    seq: int
+    members: list[RoomMember]
+    unread_count: int
+    last_message: MessageBody | None
+    last_read_message_id: int | None
+
+
+class RoomJoinedFrame(ServerFrame):
+    """To every socket of a user: they are now a member of ``room`` (added, or a new direct
+    room)."""
+
+    type: Literal["room.joined"]
+    room: RoomBody
+
+
+class RoomUpdatedFrame(ServerFrame):
+    """To every socket of each member: the room changed (renamed)."""
+
+    type: Literal["room.updated"]
+    room: RoomBody
+
+
+class RoomLeftFrame(ServerFrame):
+    """To every socket of a user: they are no longer a member of room ``room`` (an id)."""
+
+    type: Literal["room.left"]
+    room: int
 
 
 class TypingFrame(ServerFrame):
@@ -139,50 +308,20 @@ class RoomReadFrame(ServerFrame):
 # Per-socket state ----------------------------------------------------------------------------
 
 
-class ReplayedIds:
-    """Ids a ``subscribe since`` replay sent for one room (the newest ``_REPLAYED_MEMORY``).
+class Rooms:
+    """The rooms one socket is subscribed to, and for each replayed one the highest ``seq``
+    its replay sent.
 
-    The socket joins ``room.<id>`` before it reads the replay, so a message committed in
-    between arrives twice: in the replay and, queued, live. The live copy is dropped when its id
-    is here. Only messages published while the replay ran can be such copies, and they are the
-    newest replayed ones (a room's ids commit in order), so a bounded set kept for
-    ``_REPLAYED_FOR`` s after the replay suffices. Not a high-water mark: a message with a lower
-    id than one already sent may still arrive live (two processes' publishes can cross), and
-    must not be dropped.
+    The socket joins ``room.<id>`` before it reads the replay, so a change committed in between
+    arrives twice: in the replay and, queued, live. A room's changes commit in ``seq`` order
+    (``services._next_seq`` holds the room's row lock until commit), so the replay sent every
+    change with ``since`` < seq ≤ its highest, and a live change at or below that is one of
+    them: dropped. Anything above is sent, in whatever order two processes' publishes arrive.
     """
 
     def __init__(self) -> None:
-        self.order: deque[int] = deque()
-        self.ids: set[int] = set()
-        self.renew()
-
-    def renew(self) -> None:
-        """Keep the ids for ``_REPLAYED_FOR`` s from now."""
-        self.until = time.monotonic() + _REPLAYED_FOR
-
-    def expired(self) -> bool:
-        """Whether the ids are older than ``_REPLAYED_FOR`` s."""
-        return time.monotonic() > self.until
-
-    def add(self, message_id: int) -> None:
-        """Remember one replayed id (forgetting the oldest past ``_REPLAYED_MEMORY``)."""
-        if message_id in self.ids:
-            return
-        self.ids.add(message_id)
-        self.order.append(message_id)
-        if len(self.order) > _REPLAYED_MEMORY:
-            self.ids.discard(self.order.popleft())
-
-    def __contains__(self, message_id: int) -> bool:
-        return message_id in self.ids
-
-
-class Rooms:
-    """The rooms one socket is subscribed to, and their recent replays."""
-
-    def __init__(self) -> None:
         self.subscribed: set[int] = set()
-        self.replayed: dict[int, ReplayedIds] = {}
+        self.replayed: dict[int, int] = {}
 
 
 def _rooms(socket: Socket) -> Rooms:
@@ -208,26 +347,35 @@ async def _leave(socket: Socket, room: int) -> None:
     await presence.aleave(room_id=room, user_id=socket.user.pk, connection_id=socket.connection_id)
 
 
-def _message_page(room_id: int, since: int) -> list[tuple[int, str]]:
-    page = selectors.room_messages_since(room_id=room_id, since=since, limit=_REPLAY_PAGE)
-    return [
-        (m.pk, encode({"type": "message", "room": room_id, "message": message_payload(m)}))
-        for m in page
-    ]
+def _render(room_id: int, item: Any) -> str:
+    if isinstance(item, Message):
+        frame = {
+            "type": "message",
+            "room": room_id,
+            "seq": item.seq,
+            "message": message_payload(item),
+        }
+        return encode(frame)
+    return encode(feed_frame(item))
+
+
+def _change_page(room_id: int, since: int) -> list[tuple[int, str]]:
+    page = selectors.room_changes_since(room_id=room_id, since=since, limit=_REPLAY_PAGE)
+    return [(seq, _render(room_id, item)) for seq, item in page]
 
 
 async def _replay(socket: Socket, room: int, since: int) -> None:
-    """Send every message of the room with ``id > since``, oldest first, page by page."""
-    replayed = _rooms(socket).replayed.setdefault(room, ReplayedIds())
+    """Send every change of the room with ``seq > since`` in ``seq`` order, page by page."""
+    rooms = _rooms(socket)
+    rooms.replayed[room] = since
     while True:
-        page = await database_sync_to_async(_message_page)(room, since)
-        for message_id, text in page:
-            replayed.add(message_id)
+        page = await database_sync_to_async(_change_page)(room, since)
+        for seq, text in page:
+            rooms.replayed[room] = seq
             await socket.send_text(text)
         if len(page) < _REPLAY_PAGE:
             break
         since = page[-1][0]
-    replayed.renew()
 
 
 def _message_send(**kwargs: Any) -> str:
@@ -241,13 +389,14 @@ async def subscribe(socket: Socket, frame: Subscribe) -> None:
     """Join the room's group, mark the socket online, ``ack``, then replay what came after
     ``since``. In a room of at most ``HERALD_PRESENCE_FULL_LIMIT`` members the socket also gets
     presence diffs; in a larger one only after ``presence.watch``."""
-    size = await database_sync_to_async(selectors.room_size_for_member)(
+    found = await database_sync_to_async(selectors.room_size_for_member)(
         room_id=frame.room, user_id=socket.user.pk
     )
-    if size is None:
+    if found is None:
         raise services.RoomNotFound
-    # Join the group before reading the replay: a message committed meanwhile is then
-    # both replayed and queued live (dropped by ReplayedIds), never neither.
+    size, seq = found
+    # Join the group before reading the replay: a change committed meanwhile is then both
+    # replayed and queued live (dropped by its seq, see Rooms), never neither.
     await _join(socket, frame.room)
     small = size <= settings.HERALD["PRESENCE_FULL_LIMIT"]
     if small:
@@ -258,7 +407,7 @@ async def subscribe(socket: Socket, frame: Subscribe) -> None:
         connection_id=socket.connection_id,
         limit=size if small else settings.HERALD["PRESENCE_PAGE"],
     )
-    await socket.ack(frame.ref, room=frame.room, presence=online, online_count=count)
+    await socket.ack(frame.ref, room=frame.room, seq=seq, presence=online, online_count=count)
     await socket.send_frame(
         {"type": "presence", "room": frame.room, "online": online, "online_count": count}
     )
@@ -292,8 +441,46 @@ async def message_send(socket: Socket, frame: MessageSend) -> None:
         body=frame.body,
         client_id=frame.client_id,
         author_username=socket.user.username,
+        reply_to=frame.reply_to,
     )
     await socket.send_text(f'{{"type":"ack","ref":{encode(frame.ref)},"message":{payload_text}}}')
+
+
+async def message_edit(socket: Socket, frame: MessageEdit) -> None:
+    """Edit the user's own message; ``ack {message}`` after the edit."""
+    message = await database_sync_to_async(services.message_edit)(
+        room_id=frame.room, message_id=frame.message, user_id=socket.user.pk, body=frame.body
+    )
+    await socket.ack(frame.ref, message=message)
+
+
+async def message_delete(socket: Socket, frame: MessageDelete) -> None:
+    """Delete a message; ``ack {message}`` (the tombstone)."""
+    message = await database_sync_to_async(services.message_delete)(
+        room_id=frame.room, message_id=frame.message, user_id=socket.user.pk
+    )
+    await socket.ack(frame.ref, message=message)
+
+
+async def _reaction(socket: Socket, frame: ReactionAdd | ReactionRemove, add: bool) -> None:
+    reactions = await database_sync_to_async(services.reaction_set)(
+        room_id=frame.room,
+        message_id=frame.message,
+        user_id=socket.user.pk,
+        emoji=frame.emoji,
+        add=add,
+    )
+    await socket.ack(frame.ref, message=frame.message, reactions=reactions)
+
+
+async def reaction_add(socket: Socket, frame: ReactionAdd) -> None:
+    """Add the user's reaction; ``ack {message, reactions}``."""
+    await _reaction(socket, frame, add=True)
+
+
+async def reaction_remove(socket: Socket, frame: ReactionRemove) -> None:
+    """Remove the user's reaction; ``ack {message, reactions}``."""
+    await _reaction(socket, frame, add=False)
 
 
 async def typing(socket: Socket, frame: Typing) -> None:
@@ -318,18 +505,16 @@ async def room_read(socket: Socket, frame: RoomRead) -> None:
 # Event handlers ------------------------------------------------------------------------------
 
 
-async def on_message(socket: Socket, event: dict[str, Any]) -> None:
-    """A stored message: send it unless the room was left or the replay already sent it."""
+async def on_change(socket: Socket, event: dict[str, Any]) -> None:
+    """A stored change of a room's feed: send it unless the room was left or the replay
+    already sent it (its ``seq`` is at or below the replay's highest, see :class:`Rooms`)."""
     room = event["room"]
-    if not _subscribed(socket, room):  # queued before this socket left the room
+    rooms = socket.state(Rooms, create=False)
+    if rooms is None or room not in rooms.subscribed:  # queued before this socket left the room
         return
-    rooms = _rooms(socket)
     replayed = rooms.replayed.get(room)
-    if replayed is not None:
-        if replayed.expired():
-            del rooms.replayed[room]
-        elif event["id"] in replayed:
-            return
+    if replayed is not None and event["seq"] <= replayed:
+        return
     await socket.send_text(event["text"])
 
 
@@ -353,13 +538,20 @@ async def on_read(socket: Socket, event: dict[str, Any]) -> None:
 
 
 async def on_removed(socket: Socket, event: dict[str, Any]) -> None:
-    """The user left or was removed: stop the room at once, and say so (``forbidden``)."""
+    """The user left or was removed: stop the room at once and say so (``forbidden`` if it was
+    subscribed), then ``room.left`` on every socket of the user."""
     room = event["room"]
     if _subscribed(socket, room):
         await _leave(socket, room)
         await socket.error(
             ErrorCode.FORBIDDEN, "You are no longer a member of this room.", None, room=room
         )
+    await socket.send_text(event["text"])
+
+
+async def on_room_listed(socket: Socket, event: dict[str, Any]) -> None:
+    """``room.joined`` / ``room.updated``: the user's room list changed."""
+    await socket.send_text(event["text"])
 
 
 async def on_disconnect(socket: Socket) -> None:
@@ -376,17 +568,36 @@ register(
             "unsubscribe": (Unsubscribe, unsubscribe),
             "presence.watch": (PresenceWatch, presence_watch),
             "message.send": (MessageSend, message_send),
+            "message.edit": (MessageEdit, message_edit),
+            "message.delete": (MessageDelete, message_delete),
+            "reaction.add": (ReactionAdd, reaction_add),
+            "reaction.remove": (ReactionRemove, reaction_remove),
             "typing": (Typing, typing),
             "room.read": (RoomRead, room_read),
         },
         events={
-            events.ROOM_MESSAGE: on_message,
+            events.ROOM_MESSAGE: on_change,
             events.ROOM_TYPING: on_typing,
             events.ROOM_PRESENCE: on_presence,
             events.ROOM_READ: on_read,
             events.ROOM_REMOVED: on_removed,
+            events.USER_ROOM: on_room_listed,
         },
-        server_frames=[MessageFrame, TypingFrame, PresenceFrame, RoomReadFrame],
+        server_frames=[
+            MessageFrame,
+            MessageUpdatedFrame,
+            MessageDeletedFrame,
+            ReactionFrame,
+            MemberJoinedFrame,
+            MemberLeftFrame,
+            RoomRenamedFrame,
+            RoomJoinedFrame,
+            RoomUpdatedFrame,
+            RoomLeftFrame,
+            TypingFrame,
+            PresenceFrame,
+            RoomReadFrame,
+        ],
         on_disconnect=on_disconnect,
     )
 )

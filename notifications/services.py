@@ -133,6 +133,20 @@ def notification_create(
     return NotificationBatch(count=len(rows), ids=[n.pk for n in rows])
 
 
+def notify_mention(
+    *, user_ids: list[int], title: str, body: str, data: dict[str, Any]
+) -> NotificationBatch:
+    """Notify users that a chat message names them (``@username``): one stored notification
+    each, numbered and pushed to every socket like any other (:func:`notification_create`).
+
+    ``data`` is ``{kind: "mention", room, message}``. The one place a mention becomes a
+    notification, so that a user's preferences (e.g. a muted room) apply here.
+    """
+    if not user_ids:
+        return NotificationBatch(count=0, ids=[])
+    return notification_create(recipient_ids=user_ids, title=title[:200], body=body, data=data)
+
+
 def _publish_read(*, user_id: int, ids: list[int] | None) -> int:
     unread = selectors.notification_unread_count(user_id=user_id)
     publisher.publish_on_commit(

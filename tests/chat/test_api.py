@@ -178,9 +178,22 @@ class TestMembers:
         assert member.delete(f"/api/rooms/{room.pk}/members/{bob.pk}/").status_code == 204
         error_of(member.get(f"/api/rooms/{room.pk}/"), 404, "not_found")
 
-    def test_staff_manage_any_room(self, as_user, make_room, make_user, alice, bob, carol):
-        admin = make_user(username="admin", is_staff=True)
+    def test_moderators_manage_any_room_and_staff_alone_do_not(
+        self, as_user, make_room, make_user, alice, bob, carol
+    ):
+        from django.contrib.auth.models import Group
+
+        staff = make_user(username="staff", is_staff=True)
         room = make_room(alice, bob)
+        error_of(
+            as_user(staff).post(
+                f"/api/rooms/{room.pk}/members/", {"user_id": carol.pk}, format="json"
+            ),
+            404,
+            "not_found",
+        )
+        admin = make_user(username="admin")
+        admin.groups.add(Group.objects.get(name="Moderators"))  # the data migration's group
         client = as_user(admin)
         assert (
             client.post(

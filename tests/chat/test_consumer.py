@@ -26,6 +26,10 @@ def stored_ids(room: Any, above: int = 0) -> list[int]:
     )
 
 
+def seq_of(message_id: int) -> int:
+    return int(Message.objects.values_list("seq", flat=True).get(pk=message_id))
+
+
 async def test_subscribe_acks_with_presence(open_socket, make_room, alice, bob):
     room = await database_sync_to_async(make_room)(alice, bob)
     ws = await open_socket(alice)
@@ -34,6 +38,7 @@ async def test_subscribe_acks_with_presence(open_socket, make_room, alice, bob):
         "type": "ack",
         "ref": "sub",
         "room": room.pk,
+        "seq": 0,
         "presence": [alice.pk],
         "online_count": 1,
     }
@@ -82,14 +87,21 @@ async def test_send_acks_the_sender_and_reaches_every_subscriber(
         "body": "hello, bob",
         "created_at": message["created_at"],
         "client_id": client_id,
+        "seq": 1,
+        "edited_at": None,
+        "deleted": False,
+        "reactions": [],
+        "reply_to": None,
+        "mentions": [],
     }
     assert message["created_at"].endswith("Z")
     assert await receiver.expect("message") == {
         "type": "message",
         "room": room.pk,
+        "seq": 1,
         "message": message,
     }
-    # The sender's own subscribed socket gets the frame too; clients dedupe by id.
+    # The sender's own subscribed socket gets the frame too; clients dedupe by seq.
     assert (await sender.expect("message"))["message"] == message
     await outsider.silent()
     await receiver.silent()
@@ -167,7 +179,7 @@ async def test_subscribe_since_replays_the_gap_in_order_then_goes_live(
     ids = [await database_sync_to_async(send_as)(bob, room, f"m{i}") for i in range(6)]
     ws = await open_socket(alice)
 
-    await ws.subscribe(room, since=ids[1])
+    await ws.subscribe(room, since=await database_sync_to_async(seq_of)(ids[1]))
     replayed = await ws.messages(4)
     assert [m["id"] for m in replayed] == ids[2:]
     assert [m["body"] for m in replayed] == ["m2", "m3", "m4", "m5"]
@@ -203,7 +215,7 @@ async def test_a_message_committed_in_the_race_window_arrives_once(
     monkeypatch.setattr(ws_handlers, "_REPLAY_PAGE", 3)
     room = await database_sync_to_async(make_room)(alice, bob)
     before = [await database_sync_to_async(send_as)(bob, room, f"old {i}") for i in range(7)]
-    read_page = ws_handlers._message_page
+    read_page = ws_handlers._change_page
     raced: list[int] = []
 
     def racing_page(room_id: int, since: int) -> list[tuple[int, str]]:
@@ -211,9 +223,9 @@ async def test_a_message_committed_in_the_race_window_arrives_once(
             raced.append(send_as(bob, room, f"raced {len(raced)}"))
         return read_page(room_id, since)
 
-    monkeypatch.setattr(ws_handlers, "_message_page", racing_page)
+    monkeypatch.setattr(ws_handlers, "_change_page", racing_page)
     ws = await open_socket(alice)
-    await ws.subscribe(room, since=before[0])
+    await ws.subscribe(room, since=await database_sync_to_async(seq_of)(before[0]))
     frames = await ws.drain()
 
     assert {f["type"] for f in frames} == {"message"}
@@ -233,6 +245,7 @@ async def test_messages_sent_during_the_replay_are_neither_lost_nor_duplicated(
     since = history[9]
     ws = await open_socket(alice)
     started = asyncio.Event()
+    since_seq = await database_sync_to_async(seq_of)(since)
 
     async def post_fifty() -> None:
         for i in range(50):
@@ -242,7 +255,7 @@ async def test_messages_sent_during_the_replay_are_neither_lost_nor_duplicated(
 
     poster = asyncio.ensure_future(post_fifty())
     await started.wait()
-    await ws.subscribe(room, since=since)
+    await ws.subscribe(room, since=since_seq)
     received = [m["id"] for m in await ws.messages(30 + 50, timeout=10)]
     await poster
     await ws.silent(0.5)
@@ -356,6 +369,13 @@ async def test_removed_member_stops_receiving_at_once(open_socket, make_room, as
     for tab in (tab1, tab2):
         told = await tab.expect("error")
         assert (told["code"], told["room"], told["ref"]) == ("forbidden", room.pk, None)
+        assert await tab.expect("room.left") == {"type": "room.left", "room": room.pk}
+    assert await owner.expect("member.left") == {
+        "type": "member.left",
+        "room": room.pk,
+        "seq": 1,
+        "user": {"id": bob.pk, "username": "bob"},
+    }
     await presence.aflush()
     assert await owner.expect("presence") == {
         "type": "presence",

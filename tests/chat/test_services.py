@@ -30,10 +30,11 @@ class TestMessageSend:
         for callback in callbacks:
             callback()
         [event] = subscribers.events()
-        assert (event["type"], event["room"], event["id"]) == ("room.message", room.pk, message.pk)
+        assert (event["type"], event["room"], event["seq"]) == ("room.message", room.pk, 1)
         assert json.loads(event["text"]) == {
             "type": "message",
             "room": room.pk,
+            "seq": 1,
             "message": {
                 "id": message.pk,
                 "room": room.pk,
@@ -41,6 +42,12 @@ class TestMessageSend:
                 "body": "hi",
                 "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
                 "client_id": str(message.client_id),
+                "seq": 1,
+                "edited_at": None,
+                "deleted": False,
+                "reactions": [],
+                "reply_to": None,
+                "mentions": [],
             },
         }
 
@@ -126,10 +133,14 @@ class TestMembership:
         room = make_room(alice, bob)
         bobs_sockets = listen(user_group(bob.pk))
         with django_capture_on_commit_callbacks(execute=True):
-            services.room_member_remove(
-                room_id=room.pk, actor_id=alice.pk, actor_is_staff=False, user_id=bob.pk
-            )
-        assert bobs_sockets.events() == [{"type": "room.removed", "room": room.pk}]
+            services.room_member_remove(room_id=room.pk, actor_id=alice.pk, user_id=bob.pk)
+        assert bobs_sockets.events() == [
+            {
+                "type": "room.removed",
+                "room": room.pk,
+                "text": f'{{"type":"room.left","room":{room.pk}}}',
+            }
+        ]
 
     def test_admin_deletions_tell_the_sockets_too(
         self, make_room, listen, alice, bob, carol, django_capture_on_commit_callbacks
@@ -138,11 +149,12 @@ class TestMembership:
         bobs, carols = listen(user_group(bob.pk)), listen(user_group(carol.pk))
         with django_capture_on_commit_callbacks(execute=True):
             services.memberships_delete(memberships=[room.memberships.get(user=bob)])
-        assert bobs.events() == [{"type": "room.removed", "room": room.pk}]
+        left = f'{{"type":"room.left","room":{room.pk}}}'
+        assert bobs.events() == [{"type": "room.removed", "room": room.pk, "text": left}]
         room_id = room.pk
         with django_capture_on_commit_callbacks(execute=True):
             services.rooms_delete(rooms=[room])
-        assert carols.events() == [{"type": "room.removed", "room": room_id}]
+        assert carols.events() == [{"type": "room.removed", "room": room_id, "text": left}]
         assert not Room.objects.exists()
 
     def test_direct_room_with_oneself_is_refused(self, alice):
@@ -170,20 +182,23 @@ def test_admin_pages(client, make_room, alice, bob):
         assert client.get(path).status_code == 200, path
 
 
-def test_the_hand_built_message_payload_is_the_serializers(make_room, alice, bob):
-    """``message_payload`` skips DRF on the hot path; it must give what the serializer gives."""
+def test_the_hand_built_message_payload_is_the_documented_shape(make_room, alice, bob):
+    """``message_payload`` skips DRF on the hot path; it gives the fields the serializer
+    documents (OpenAPI), and the send path's payload (built without a query) is the stored
+    message's."""
     from chat.serializers import MessageSerializer, message_payload
 
     room = make_room(alice, bob)
     sent = services.room_message_send(room_id=room.pk, author_id=bob.pk, body="héllo ✓")
     message = Message.objects.select_related("author").get(pk=sent.pk)
-    assert message_payload(message) == json.loads(json.dumps(MessageSerializer(message).data))
+    assert list(message_payload(message)) == MessageSerializer.Meta.fields
     assert json.loads(sent.payload_text) == message_payload(message)
 
 
 def test_a_socket_send_costs_two_statements(make_room, alice, bob):
-    """Lock the room (membership checked in the same query), insert: nothing else, the
-    author's name coming from the socket. (Savepoints are the test's own transaction.)"""
+    """Take the room's next seq (locking the row, membership checked in the same statement),
+    insert: nothing else, the author's name coming from the socket. (Savepoints are the
+    test's own transaction.)"""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -193,4 +208,4 @@ def test_a_socket_send_costs_two_statements(make_room, alice, bob):
             room_id=room.pk, author_id=bob.pk, body="fast", author_username="bob"
         )
     statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
-    assert statements == ["SELECT", "INSERT"]
+    assert statements == ["UPDATE", "INSERT"]

@@ -121,7 +121,7 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     await a.send(type="nonsense")
     await a.next("error")
     await database_sync_to_async(chat_services.room_member_remove)(
-        room_id=room.pk, actor_id=alice.pk, actor_is_staff=False, user_id=bob.pk
+        room_id=room.pk, actor_id=alice.pk, user_id=bob.pk
     )
     removed = await b.next("error")
     assert removed["room"] == room.pk
