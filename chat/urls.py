@@ -14,5 +14,15 @@ urlpatterns = [
         name="room-member",
     ),
     path("rooms/<int:room_id>/messages/", api.RoomMessagesView.as_view(), name="room-messages"),
+    path(
+        "rooms/<int:room_id>/messages/<int:message_id>/",
+        api.RoomMessageView.as_view(),
+        name="room-message",
+    ),
+    path(
+        "rooms/<int:room_id>/messages/<int:message_id>/reactions/",
+        api.MessageReactionsView.as_view(),
+        name="message-reactions",
+    ),
     path("search/messages/", search.MessageSearchView.as_view(), name="search-messages"),
 ]
