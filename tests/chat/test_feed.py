@@ -355,7 +355,8 @@ class TestRest:
         assert posted["mentions"] == [{"id": alice.pk, "username": "alice"}]
         mid = posted["id"]
         reply = owner.post(f"{base}messages/", {"body": "hi", "reply_to": mid}, format="json")
-        assert reply.status_code == 201 and reply.json()["reply_to"]["id"] == mid
+        assert reply.status_code == 201
+        assert reply.json()["reply_to"]["id"] == mid
         other = make_room(alice, name="other")
         elsewhere = send(alice, other, "x").pk
         bad = owner.post(f"{base}messages/", {"body": "hi", "reply_to": elsewhere}, format="json")
@@ -386,7 +387,8 @@ class TestRest:
         assert removed.json() == {"message": mid, "reactions": []}
 
         history = member.get(f"{base}messages/").json()["results"]
-        assert history[1]["id"] == mid and history[1]["edited_at"] is not None
+        assert history[1]["id"] == mid
+        assert history[1]["edited_at"] is not None
         deleted = owner.delete(path)  # the room's owner
         assert (deleted.status_code, deleted.json()["deleted"], deleted.json()["body"]) == (
             200,
