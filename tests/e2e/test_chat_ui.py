@@ -194,14 +194,27 @@ def test_screenshots(site: Site, sign_in, browser):
     general = site.room("ann", "general", ["ben", "chen"])
     design = site.room("ben", "design", ["ann", "chen"])
     site.rest("chen", "POST", "/api/rooms/", {"direct_with": site.users["ann"].id})
+    posted = {}
     for author, body in [
         ("ben", "Morning! The release branch is cut."),
         ("chen", "Nice. I'll run the migration dry-run on staging."),
         ("ann", "Thanks both. Anything blocking?"),
         ("ben", "Only the changelog.\nI'll have it done before lunch."),
+        ("chen", "wrong window, sorry"),
         ("chen", "Dry-run is clean: 3 migrations, 0.4 s."),
     ]:
-        site.post(author, general, body)
+        posted[body] = site.post(author, general, body)
+    # An edit, a deletion, reactions, a reply and a mention: what the room shows of each.
+    thanks = posted["Thanks both. Anything blocking?"]["id"]
+    site.rest("ann", "PATCH", f"/api/rooms/{general}/messages/{thanks}/", {"body": "Thanks both! Anything blocking?"})
+    oops = posted["wrong window, sorry"]["id"]
+    site.rest("chen", "DELETE", f"/api/rooms/{general}/messages/{oops}/")
+    clean = posted["Dry-run is clean: 3 migrations, 0.4 s."]["id"]
+    for name, emoji in [("ann", "🎉"), ("ben", "🎉"), ("ben", "👍")]:
+        site.rest(name, "POST", f"/api/rooms/{general}/messages/{clean}/reactions/", {"emoji": emoji})
+    cut = posted["Morning! The release branch is cut."]["id"]
+    body = {"body": "Which commit did you cut it from?", "reply_to": cut}
+    site.rest("chen", "POST", f"/api/rooms/{general}/messages/", body)
     site.post("chen", design, "New icons are in the Figma file.")
     site.post("ben", design, "Looks great, shipping them with 2.4.")
     site.notify_user("ann", "Deploy finished", "herald 2.4.0 is live on production.")
@@ -217,27 +230,55 @@ def test_screenshots(site: Site, sign_in, browser):
 
     ann = sign_in("ann")
     ben = sign_in("ben", viewport=PHONE, scale=2)  # online in the rooms ann looks at
-    site.post("ben", general, "Changelog is up for review.")
+    site.post("ben", general, "@ann changelog is up for review.")
     page = ann.page
     page.locator(f'[data-room="{general}"]').click()
-    expect(message(page, "Changelog is up for review.")).to_have_count(1)
+    expect(message(page, "changelog is up for review.")).to_have_count(1)
+    expect(page.locator("#message-list .mention-me")).to_have_text("@ann")
+    expect(page.locator("#message-list .reaction")).to_have_count(2)
     page.get_by_label("Message", exact=True).fill("Reviewing now")
     page.locator("#presence-count").click()  # who is here
     expect(page.locator("#presence-list li.online")).to_have_count(2)
+    message(page, "Dry-run is clean").hover()  # its actions: react, reply, …
     screenshot(page, "room")
     page.locator("#presence-count").click()
 
-    page.get_by_role("button", name="Notifications, 2 unread").click()
-    expect(page.locator("#bell-panel .notif")).to_have_count(2)
+    page.get_by_role("button", name="Notifications, 3 unread").click()
+    expect(page.locator("#bell-panel .notif")).to_have_count(3)
+    expect(page.locator("#bell-panel .notif-open")).to_have_count(1)
     screenshot(page, "notifications")
     page.keyboard.press("Escape")
+
+    search = page.get_by_label("Search messages")
+    search.fill("changelog")
+    search.press("Enter")
+    expect(page.locator("#search-results .search-result")).to_have_count(2)
+    screenshot(page, "search")
+    search.press("Escape")
+
+    page.get_by_role("button", name="Members & settings").click()
+    expect(page.locator("#member-list .member")).to_have_count(3)
+    screenshot(page, "room-settings")
+    page.keyboard.press("Escape")
+
+    page.get_by_role("button", name="+ New room").click()
+    dialog = page.get_by_role("dialog", name="New room")
+    dialog.get_by_label("Name").fill("release-2.5")
+    for name in ("ben", "chen"):
+        dialog.get_by_label("Add people").fill(name)
+        dialog.locator(f'#new-room-results button[data-user="{site.users[name].id}"]').click()
+    dialog.get_by_label("Add people").fill("a")
+    expect(dialog.locator("#new-room-results button")).not_to_have_count(0)
+    screenshot(page, "new-room")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
 
     page.get_by_role("link", name="Your devices").click()
     expect(page.locator("#device-list .device")).to_have_count(2)
     screenshot(page, "devices")
 
-    expect(ben.page.locator(f'[data-room="{general}"] .room-last')).to_contain_text("Changelog")
+    expect(ben.page.locator(f'[data-room="{general}"] .room-last')).to_contain_text("changelog")
     screenshot(ben.page, "phone-rooms")
     ben.page.locator(f'[data-room="{general}"]').click()
-    expect(message(ben.page, "Changelog is up for review.")).to_have_count(1)
+    expect(message(ben.page, "changelog is up for review.")).to_have_count(1)
     screenshot(ben.page, "phone-room")

@@ -616,7 +616,12 @@ function confirmDelete(state, message) {
       },
     },
     h("span", { text: "Delete this message for everyone?" }),
-    h("button", { class: "button-danger small", text: "Delete", attrs: { type: "button", "data-key": `${message.id}:confirm-delete` }, on: { click: () => deleteMessage(state, message.id) } }),
+    h("button", {
+      class: "button-danger small",
+      text: "Delete",
+      attrs: { type: "button", "aria-label": "Yes, delete it", "data-key": `${message.id}:confirm-delete` },
+      on: { click: () => deleteMessage(state, message.id) },
+    }),
     h("button", {
       class: "link-button",
       text: "Cancel",
@@ -1584,6 +1589,10 @@ $("bell-button").addEventListener("click", () => setBellOpen($("bell-panel").hid
 document.addEventListener("click", (event) => {
   if (!$("bell").contains(event.target)) setBellOpen(false);
   if (!$("search-form").contains(event.target)) setSearchOpen(false);
+  if (ui.pickerFor != null && !event.target.closest(".reaction-picker, .msg-action")) {
+    ui.pickerFor = null;
+    renderMessages();
+  }
 });
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && !$("bell-panel").hidden) {
