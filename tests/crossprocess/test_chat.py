@@ -170,7 +170,7 @@ async def test_members_on_different_processes_exchange_messages(cluster, chat_us
         metrics["chat message, p1 sender to p2 subscriber (ms)"] = round(
             (time.perf_counter() - sent) * 1000, 1
         )
-        assert frame == {"type": "message", "room": room, "message": message}
+        assert frame == {"type": "message", "room": room, "seq": message["seq"], "message": message}
         assert message["author"] == {"id": a.id, "username": "chat_a"}
         assert (await expect(ws_a, "message"))["message"]["id"] == message["id"]  # own copy
 
@@ -226,6 +226,8 @@ async def test_removal_stops_delivery_on_every_process(cluster, chat_users):
         for ws in (b1, b2):
             told = await expect(ws, "error")
             assert (told["code"], told["room"]) == ("forbidden", room)
+            assert await expect(ws, "room.left") == {"type": "room.left", "room": room}
+        assert (await expect(owner, "member.left"))["user"]["id"] == b.id
         assert await expect(owner, "presence") == {
             "type": "presence",
             "room": room,
@@ -251,8 +253,10 @@ async def test_resume_on_the_other_process_replays_exactly_the_gap_then_goes_liv
     room = await a.room(p1, b)
     ws = await b.socket(p1)
     await subscribe(ws, room)
-    seen = await a.post(p2, room, "seen")
-    assert (await expect(ws, "message"))["message"]["id"] == seen
+    seen_id = await a.post(p2, room, "seen")
+    frame = await expect(ws, "message")
+    assert frame["message"]["id"] == seen_id
+    seen = frame["seq"]
     await ws.close()
 
     missed = [await a.post((p1, p2)[i % 2], room, f"missed {i}") for i in range(50)]
@@ -276,7 +280,7 @@ async def test_messages_sent_during_a_replay_are_neither_lost_nor_duplicated(clu
     a, b = await login(p1, chat_users["chat_a"]), await login(p2, chat_users["chat_b"])
     room = await a.room(p1, b)
     history = [await a.post(p1, room, f"old {i}") for i in range(30)]
-    since = history[4]
+    since = 5  # the seq of history[4]: the room's first five changes are these messages
     ws = await b.socket(p2)
     posted: list[int] = []
 
