@@ -79,7 +79,7 @@ async def _open(session: Any, lifetime: float = 300) -> Recorder:
     return socket
 
 
-async def test_every_frame_the_server_sends_matches_the_document(alice, bob, login):
+async def test_every_frame_the_server_sends_matches_the_document(alice, bob, login, make_user):
     doc = document()
     alice_session, _ = await database_sync_to_async(login)(alice)
     bob_session, _ = await database_sync_to_async(login)(bob)
@@ -110,6 +110,37 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     await a.next("typing")
     await b.send(type="room.read", room=room.pk, message_id=message_id, ref="r")
     await a.next("room.read")
+    await b.send(
+        type="message.send",
+        room=room.pk,
+        body="re @alice",
+        client_id="1b7e7dbe-4f8c-4a4b-a1d0-2f1c2c7b8e11",
+        reply_to=message_id,
+        ref="m2",
+    )
+    reply = await a.next("message")
+    assert reply["message"]["reply_to"]["id"] == message_id
+    assert reply["message"]["mentions"] == [{"id": alice.pk, "username": "alice"}]
+    await b.send(type="message.edit", room=room.pk, message=message_id, body="edited", ref="e")
+    await a.next("message.updated")
+    await a.send(type="reaction.add", room=room.pk, message=message_id, emoji="👍", ref="x")
+    await a.next("reaction")
+    await b.send(type="message.delete", room=room.pk, message=message_id, ref="d")
+    await a.next("message.deleted")
+    carol = await database_sync_to_async(make_user)(username="carol")
+    await database_sync_to_async(chat_services.room_member_add)(
+        room_id=room.pk, actor_id=alice.pk, user_id=carol.pk
+    )
+    await a.next("member.joined")
+    await database_sync_to_async(chat_services.room_rename)(
+        room_id=room.pk, actor_id=alice.pk, name="renamed"
+    )
+    await a.next("room.renamed")
+    await a.next("room.updated")
+    await database_sync_to_async(chat_services.room_direct_get_or_create)(
+        user_id=alice.pk, other_id=bob.pk
+    )
+    await a.next("room.joined")
     await database_sync_to_async(notification_services.notification_create)(
         recipient_ids=[alice.pk], title="t", body="b", data={"k": [1]}
     )
@@ -125,6 +156,8 @@ async def test_every_frame_the_server_sends_matches_the_document(alice, bob, log
     )
     removed = await b.next("error")
     assert removed["room"] == room.pk
+    assert (await b.next("room.left"))["room"] == room.pk
+    await a.next("member.left")
     await presence.aflush()
     await a.next("presence")  # bob left
     await a.next("auth.expiring")
