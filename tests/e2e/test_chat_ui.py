@@ -111,7 +111,7 @@ def test_the_bell_counts_live_and_read_state_follows_in_other_tabs(site: Site, s
 
 def test_a_server_restart_reconnects_and_loses_nothing(site: Site, sign_in):
     room = site.room("dee", "ops", ["svc"])
-    site.post("svc", room, "before the restart")
+    before = site.post("svc", room, "before the restart")
     dee = sign_in("dee")
     page = dee.page
     page.locator(f'[data-room="{room}"]').click()
@@ -123,6 +123,8 @@ def test_a_server_restart_reconnects_and_loses_nothing(site: Site, sign_in):
         expect(page.locator("#conn")).to_contain_text("Reconnecting")
         # Meanwhile: a bot posts over REST on the other process, and Dee writes one herself.
         site.post("svc", room, "during the restart")
+        reactions = f"/api/rooms/{room}/messages/{before['id']}/reactions/"
+        site.rest("svc", "POST", reactions, {"emoji": "👀"})
         composer = page.get_by_label("Message", exact=True)
         composer.fill("written offline")
         composer.press("Enter")
@@ -136,6 +138,11 @@ def test_a_server_restart_reconnects_and_loses_nothing(site: Site, sign_in):
     for body in ("before the restart", "during the restart", "written offline"):
         expect(message(page, body)).to_have_count(1)
     expect(page.locator("#message-list .msg.pending")).to_have_count(0)
+    # The resume replayed every change of the room's feed, not only new messages.
+    first = page.locator("#message-list .msg").filter(
+        has=page.locator(".msg-body", has_text="before the restart")
+    )
+    expect(first.locator(".reaction")).to_have_text(["👀 1"])
     # The retried send was stored once (same client_id), as the server's history shows.
     history = site.rest("dee", "GET", f"/api/rooms/{room}/messages/")["results"]
     assert [m["body"] for m in reversed(history)] == [
