@@ -30,9 +30,7 @@ def people(site: Site) -> Site:
 
 def msg(page, body):
     """The message of the open room whose body contains ``body``."""
-    return page.locator("#message-list .msg").filter(
-        has=page.locator(".msg-body", has_text=body)
-    )
+    return page.locator("#message-list .msg").filter(has=page.locator(".msg-body", has_text=body))
 
 
 def send(page, body):

@@ -213,12 +213,19 @@ def test_screenshots(site: Site, sign_in, browser):
         posted[body] = site.post(author, general, body)
     # An edit, a deletion, reactions, a reply and a mention: what the room shows of each.
     thanks = posted["Thanks both. Anything blocking?"]["id"]
-    site.rest("ann", "PATCH", f"/api/rooms/{general}/messages/{thanks}/", {"body": "Thanks both! Anything blocking?"})
+    site.rest(
+        "ann",
+        "PATCH",
+        f"/api/rooms/{general}/messages/{thanks}/",
+        {"body": "Thanks both! Anything blocking?"},
+    )
     oops = posted["wrong window, sorry"]["id"]
     site.rest("chen", "DELETE", f"/api/rooms/{general}/messages/{oops}/")
     clean = posted["Dry-run is clean: 3 migrations, 0.4 s."]["id"]
     for name, emoji in [("ann", "🎉"), ("ben", "🎉"), ("ben", "👍")]:
-        site.rest(name, "POST", f"/api/rooms/{general}/messages/{clean}/reactions/", {"emoji": emoji})
+        site.rest(
+            name, "POST", f"/api/rooms/{general}/messages/{clean}/reactions/", {"emoji": emoji}
+        )
     cut = posted["Morning! The release branch is cut."]["id"]
     body = {"body": "Which commit did you cut it from?", "reply_to": cut}
     site.rest("chen", "POST", f"/api/rooms/{general}/messages/", body)
