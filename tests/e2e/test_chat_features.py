@@ -176,6 +176,23 @@ def test_edit_delete_react_reply_and_mention(people: Site, sign_in):
     expect(reaction).to_have_text(["👍 1"], timeout=LIVE)
     expect(reaction).to_have_attribute("title", "ada")
 
+    # The keyboard alone: the action bar's button opens the picker, focus moves into it, Tab
+    # and Enter pick; Escape closes the picker and gives the focus back.
+    react_button = parent.get_by_role("button", name="Add a reaction")
+    react_button.focus()
+    expect(parent.locator(".msg-actions")).to_have_css("opacity", "1")
+    react_button.press("Enter")
+    expect(ada.page.get_by_role("button", name="React with 👍")).to_be_focused()
+    ada.page.keyboard.press("Tab")
+    ada.page.keyboard.press("Enter")
+    expect(on_bert.locator(".reaction")).to_have_text(["👍 1", "❤️ 1"], timeout=LIVE)
+    expect(react_button).to_be_focused()
+    react_button.press("Enter")
+    expect(ada.page.get_by_role("group", name="Pick a reaction")).to_be_visible()
+    ada.page.keyboard.press("Escape")
+    expect(ada.page.get_by_role("group", name="Pick a reaction")).to_have_count(0)
+    expect(react_button).to_be_focused()
+
     # Reply: enough messages come in that the parent scrolls out of sight.
     for i in range(30):
         people.post("ada", room, f"filler {i}")
