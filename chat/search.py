@@ -54,13 +54,16 @@ def message_search(*, user_id: int, text: str, room_id: int | None = None) -> Qu
     """The messages matching ``text`` in the rooms ``user_id`` belongs to (the membership is part
     of the query), only ``room_id``'s when given; tombstones (deleted messages) never match.
 
-    Unordered (the caller paginates on ``-id``), with ``author`` and ``room`` loaded. ``text``
+    Unordered (the caller paginates on ``-id``), loaded for rendering (``room`` too, and what
+    ``selectors.messages_rendered`` loads: no query per message). ``text``
     is already validated (1..200 characters, no NUL). PostgreSQL: ``websearch_to_tsquery``
     semantics (``"a phrase"``, ``or``, ``-word``); a text without any word matches nothing.
     SQLite: each whitespace-separated word must occur in the body.
     """
-    messages = Message.objects.filter(room__memberships__user_id=user_id).select_related(
-        "author", "room"
+    messages = (
+        selectors.messages_rendered()
+        .select_related("room")
+        .filter(room__memberships__user_id=user_id, deleted=False)
     )
     if room_id is not None:
         messages = messages.filter(room_id=room_id)

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from chat import services as chat_services
 from chat.models import Message
 from chat.search import message_search
 from tests.support.data import send_as
@@ -175,9 +178,46 @@ class TestPages:
 
 
 class TestDeleted:
-    @pytest.mark.skip(reason="to finish when the message delete service lands")
-    def test_a_deleted_message_is_not_found(self, as_user, make_room, alice):
-        raise NotImplementedError
+    def test_a_deleted_message_is_not_found(self, as_user, make_room, alice, bob):
+        room = make_room(alice, bob)
+        kept = send_as(alice, room, "budget draft one")
+        gone = send_as(alice, room, "budget draft two")
+        client = as_user(bob)
+        assert ids_of(search(client, q="budget")) == [gone, kept]
+        chat_services.message_delete(room_id=room.pk, message_id=gone, user_id=alice.pk)
+        assert ids_of(search(client, q="budget")) == [kept]
+        assert search(client, q="two")["results"] == []
+
+
+class TestCost:
+    def test_queries_per_page_do_not_grow_with_results(self, as_user, make_room, alice, bob):
+        one = make_room(alice, bob, name="one")
+        two = make_room(bob, alice, name="two")
+        first = send_as(alice, one, "standup notes")
+        for n in range(30):
+            room = one if n % 2 else two
+            reply = chat_services.room_message_send(
+                room_id=room.pk,
+                author_id=bob.pk,
+                body=f"standup notes {n} @alice",
+                reply_to=first if room is one else None,
+            )
+            chat_services.reaction_set(
+                room_id=room.pk, message_id=reply.pk, user_id=alice.pk, emoji="👍", add=True
+            )
+        client = as_user(alice)
+        search(client, q="standup")  # warm caches (login session)
+
+        def queries(page_size: int) -> int:
+            with CaptureQueriesContext(connection) as captured:
+                page = search(client, q="standup", page_size=page_size)
+            assert len(page["results"]) == page_size
+            return len(captured)
+
+        assert queries(2) == queries(20)
+        result = search(client, q="standup", page_size=1)["results"][0]["message"]
+        assert result["reactions"] == [{"emoji": "👍", "count": 1, "users": [alice.pk]}]
+        assert result["reply_to"]["id"] == first
 
 
 class TestBadInput:
@@ -237,6 +277,50 @@ def test_any_text_is_answered_never_a_500(as_user, make_room, alice, bob, q):
             assert result["room"]["kind"] == "group"
     else:
         error_of(answer, 400, "invalid")
+
+
+class TestMatching:
+    def test_postgresql_matches_whole_words_sqlite_substrings(self, as_user, make_room, alice):
+        room = make_room(alice)
+        deployed = send_as(alice, room, "we deployed it")
+        found = ids_of(search(as_user(alice), q="deploy"))
+        assert found == ([] if connection.vendor == "postgresql" else [deployed])
+
+    @on_postgresql
+    def test_websearch_syntax(self, as_user, make_room, alice):
+        room = make_room(alice)
+        done = send_as(alice, room, "deploy done")
+        reverse = send_as(alice, room, "done deploy")
+        failed = send_as(alice, room, "deploy failed")
+        lunch = send_as(alice, room, "lunch")
+        client = as_user(alice)
+        assert ids_of(search(client, q='"deploy done"')) == [done]
+        assert ids_of(search(client, q="deploy -failed")) == [reverse, done]
+        assert ids_of(search(client, q="lunch or failed")) == [lunch, failed]
+        assert search(client, q="!!! ???")["results"] == []
+
+
+def _search_migration() -> tuple[tuple[str, str], list[tuple[str, str]]]:
+    """The key of the migration that creates the index, and the keys it depends on."""
+    graph = MigrationExecutor(connection).loader.graph
+    [key] = [k for k in graph.nodes if k[0] == "chat" and k[1].endswith("_message_search")]
+    return key, [parent.key for parent in graph.node_map[key].parents]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_index_migration_runs_both_ways():
+    key, before = _search_migration()
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    assert not _index_exists()
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+    assert _index_exists() == (connection.vendor == "postgresql")
+
+
+def _index_exists() -> bool:
+    with connection.cursor() as cursor:
+        return INDEX in connection.introspection.get_constraints(cursor, Message._meta.db_table)
 
 
 @on_postgresql
