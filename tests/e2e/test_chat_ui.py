@@ -248,6 +248,7 @@ def test_screenshots(site: Site, sign_in, browser):
     page = ann.page
     page.locator(f'[data-room="{general}"]').click()
     expect(message(page, "changelog is up for review.")).to_have_count(1)
+    expect(page.locator("#history-start")).to_be_visible()  # the history is loaded
     expect(page.locator("#message-list .mention-me")).to_have_text("@ann")
     expect(page.locator("#message-list .reaction")).to_have_count(2)
     page.get_by_label("Message", exact=True).fill("Reviewing now")
@@ -295,4 +296,6 @@ def test_screenshots(site: Site, sign_in, browser):
     screenshot(ben.page, "phone-rooms")
     ben.page.locator(f'[data-room="{general}"]').click()
     expect(message(ben.page, "changelog is up for review.")).to_have_count(1)
+    expect(ben.page.locator("#history-start")).to_be_visible()  # the history is loaded
+    ben.page.mouse.move(0, 0)  # a phone has no hover
     screenshot(ben.page, "phone-room")
