@@ -669,7 +669,12 @@ function messageElement(message, { pending = false, failed = null } = {}) {
     "li",
     {
       class: classes.join(" "),
-      attrs: { "data-id": message.id, "data-client-id": message.client_id, tabindex: pending ? null : "-1" },
+      attrs: {
+        "data-id": message.id,
+        "data-client-id": message.client_id,
+        tabindex: pending ? null : "-1",
+        "data-key": pending ? null : `${message.id}:message`,
+      },
     },
     avatar(message.author),
     h(
@@ -760,7 +765,7 @@ function syncChildren(parent, nodes) {
 
 function focusKey(key) {
   const el = $("message-list").querySelector(`[data-key="${CSS.escape(key)}"]`);
-  if (el) el.focus();
+  if (el) el.focus({ preventScroll: true });
   return el;
 }
 
