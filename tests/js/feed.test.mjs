@@ -1,9 +1,11 @@
 // The room feed: every change of a room carries the room's seq (1, 2, 3… without gaps). The
-// client applies each change once and in seq order, drops duplicates, and refills a hole by
-// resubscribing from the highest contiguous seq (docs/protocol.md, "Gap-free resume").
+// client applies each change once and in seq order, drops duplicates, and refills a hole that
+// outlives HOLE_GRACE_MS by resubscribing from the highest contiguous seq (docs/protocol.md,
+// "Gap-free resume").
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
+import { HOLE_GRACE_MS } from "../../realtime/static/herald/subscription.js";
 import { flush, rig } from "./fake_socket.mjs";
 
 const author = { id: 2, username: "bob" };
@@ -44,13 +46,16 @@ test("each change is applied once: a replay racing the live frames changes nothi
   assert.equal(client.subscription(5).since, 7);
 });
 
-test("a jump in seq resubscribes from the highest contiguous seq; the replay fills the hole in order", async () => {
-  const { client, Socket, seen } = await following(10);
+test("a hole that stays open resubscribes from the highest contiguous seq; the replay fills it in order", async () => {
+  const { client, Socket, clock, seen } = await following(10);
   const socket = Socket.last;
   socket.receive(created(5, 11, 100));
   socket.receive(deleted(5, 13, 100)); // 12 went missing
   socket.receive(created(5, 14, 102)); // still waiting: one resubscribe is enough
   assert.deepEqual(seen, [["message", 100]], "nothing beyond the hole is applied yet");
+  clock.advance(HOLE_GRACE_MS - 1);
+  assert.equal(socket.frames("subscribe").length, 1, "12 may still be on its way");
+  clock.advance(1);
   const resubscribes = socket.frames("subscribe").slice(1);
   assert.deepEqual(resubscribes.map(({ ref, ...f }) => f), [{ type: "subscribe", room: 5, since: 11 }]);
 
@@ -64,20 +69,50 @@ test("a jump in seq resubscribes from the highest contiguous seq; the replay fil
   assert.equal(client.subscription(5).since, 15);
 });
 
-test("a late frame that fills the hole before the replay lands is applied at once, and the replay is ignored", async () => {
-  const { client, Socket, seen } = await following(0);
+test("frames that crossed in flight are applied in order, without a resubscribe", async () => {
+  const { client, Socket, clock, seen } = await following(0);
   const socket = Socket.last;
   socket.receive(created(5, 2, 21)); // crossed in flight with seq 1
+  clock.advance(HOLE_GRACE_MS / 2);
   socket.receive(created(5, 1, 20));
   assert.deepEqual(seen, [["message", 20], ["message", 21]]);
   assert.equal(client.subscription(5).since, 2);
+  clock.advance(HOLE_GRACE_MS * 2);
+  assert.equal(socket.frames("subscribe").length, 1, "the hole closed: nothing to ask for");
+});
+
+test("a late frame that fills the hole before the replay lands is applied at once, and the replay is ignored", async () => {
+  const { client, Socket, clock, seen } = await following(0);
+  const socket = Socket.last;
+  socket.receive(created(5, 2, 21));
+  clock.advance(HOLE_GRACE_MS);
   const [resubscribe] = socket.frames("subscribe").slice(1);
   assert.equal(resubscribe.since, 0);
+  socket.receive(created(5, 1, 20)); // arrives after all, before the replay
+  assert.deepEqual(seen, [["message", 20], ["message", 21]]);
   socket.ack(resubscribe, { room: 5, presence: [1], seq: 2 });
   await flush();
   socket.receive(created(5, 1, 20));
   socket.receive(created(5, 2, 21));
   assert.equal(seen.length, 2);
+  assert.equal(client.subscription(5).since, 2);
+});
+
+test("a hole is covered by the resubscribe after a reconnect, not by a timer of the old socket", async () => {
+  const { client, Socket, clock, seen } = await following(3);
+  Socket.last.receive(created(5, 5, 50)); // 4 is missing
+  Socket.last.serverClose(1006);
+  clock.advance(HOLE_GRACE_MS + 250);
+  const second = Socket.last;
+  second.hello();
+  assert.deepEqual(second.frames("subscribe").map(({ ref, ...f }) => f), [{ type: "subscribe", room: 5, since: 3 }]);
+  second.ack(second.frames("subscribe")[0], { room: 5, presence: [1], seq: 5 });
+  await flush();
+  second.receive(created(5, 4, 40));
+  second.receive(created(5, 5, 50));
+  assert.deepEqual(seen, [["message", 40], ["message", 50]]);
+  clock.advance(HOLE_GRACE_MS * 2);
+  assert.equal(second.frames("subscribe").length, 1);
 });
 
 test("after a reconnect the room resumes from its seq, not from a message id", async () => {

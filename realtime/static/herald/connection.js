@@ -162,6 +162,15 @@ export class Connection extends EventTarget {
     return this._now();
   }
 
+  /** Run `fn` after `ms` on the injected timers; returns an id for `cancel`. */
+  later(fn, ms) {
+    return this._setTimeout(fn, ms);
+  }
+
+  cancel(id) {
+    this._clearTimeout(id);
+  }
+
   _setState(state, extra = {}) {
     this.state = state;
     this._emit("state", { state, ...extra });

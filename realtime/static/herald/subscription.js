@@ -8,9 +8,10 @@
 // deletion, a reaction, a member joining or leaving, a rename) carries the room's next seq,
 // 1, 2, 3… without gaps. The room remembers the highest seq up to which it applied every change
 // (`since`). A frame at or below it is a duplicate (a replay racing a live frame) and is
-// dropped; a frame beyond since + 1 means a change went missing on the way (two processes'
-// publishes crossing), so the frame waits and the room resubscribes from `since`, whose replay
-// fills the hole. Changes reach the page in seq order, each once. A created message can also
+// dropped; a frame beyond since + 1 means a change is missing: usually still on its way (two
+// processes' publishes can cross in flight), so the frame waits; if the hole is still there
+// after HOLE_GRACE_MS, the room resubscribes from `since`, whose replay fills it
+// (docs/protocol.md, "Gap-free resume"). Changes reach the page in seq order, each once. A created message can also
 // arrive in a send's ack, so `message` events stay deduplicated by message id as well.
 //
 // Sends live here too: a message waits in the room's outbox until the server acknowledges it,
@@ -28,6 +29,9 @@
 
 import { ERROR } from "./protocol.js";
 import { BoundedSet, SEEN_LIMIT } from "./connection.js";
+
+/** How long a hole in a room's feed may stay open before the room resubscribes to fill it. */
+export const HOLE_GRACE_MS = 1000;
 
 export const SUBSCRIPTION_STATE = Object.freeze({
   UNSUBSCRIBED: "unsubscribed",
@@ -49,6 +53,7 @@ export class Subscription extends EventTarget {
     this.since = null;
     this._ahead = new Map(); // seq → a frame received beyond a hole, until the hole is filled
     this._resyncing = false; // a subscribe to fill a hole is on its way
+    this._holeTimer = null; // the grace period of an open hole
     this._connection = connection;
     this._seen = new BoundedSet(SEEN_LIMIT);
     this._outbox = new Map(); // client_id → {room, body, clientId}, until acknowledged
@@ -81,6 +86,7 @@ export class Subscription extends EventTarget {
     }
     this.since = since;
     this._ahead.clear();
+    this._stopHoleTimer();
     this._setState(SUBSCRIPTION_STATE.SUBSCRIBING);
     if (this._connection.connected) this._sendSubscribe();
   }
@@ -89,6 +95,7 @@ export class Subscription extends EventTarget {
    * sending does not require a subscription. */
   unsubscribe() {
     if (!this.active) return false;
+    this._stopHoleTimer();
     this._setState(SUBSCRIPTION_STATE.UNSUBSCRIBED);
     this._connection.request({ type: "unsubscribe", room: this.room }).catch(() => {});
     return true;
@@ -102,6 +109,7 @@ export class Subscription extends EventTarget {
   /** The connection went away: the server forgot this socket's subscriptions. */
   onDisconnected() {
     this._resyncing = false;
+    this._stopHoleTimer(); // the resubscribe after the next hello covers the hole
     if (this.state === SUBSCRIPTION_STATE.SUBSCRIBED) this._setState(SUBSCRIPTION_STATE.SUBSCRIBING);
   }
 
@@ -114,6 +122,10 @@ export class Subscription extends EventTarget {
         this._resyncing = false;
         // Without a resume position, the room's latest seq is where this socket starts.
         if (this.since == null && Number.isInteger(ack.seq)) this._skipTo(ack.seq);
+        // The replay follows the ack; should it leave a hole open, try again after the grace.
+        if (this._ahead.size && this._holeTimer == null) {
+          this._holeTimer = this._connection.later(() => this._fillHole(), HOLE_GRACE_MS);
+        }
         if (this.state === SUBSCRIPTION_STATE.SUBSCRIBING) this._setState(SUBSCRIPTION_STATE.SUBSCRIBED);
         this._emit("presence", { room: this.room, online: ack.presence, online_count: ack.online_count });
       })
@@ -133,6 +145,7 @@ export class Subscription extends EventTarget {
   /** Not (or no longer) a member: the server already stopped sending the room; its unsent
    * messages can never be stored. */
   forbid(detail) {
+    this._stopHoleTimer();
     this._setState(SUBSCRIPTION_STATE.UNSUBSCRIBED);
     this._outbox.clear();
     this._emit("room.forbidden", { room: this.room, detail });
@@ -153,11 +166,11 @@ export class Subscription extends EventTarget {
     if (this.since == null) this.since = seq - 1; // before the ack: the first change seen
     if (seq <= this.since) return false; // a duplicate
     if (seq > this.since + 1) {
-      // A hole: keep the frame, and ask for everything after the last contiguous change.
+      // A hole: keep the frame; if the hole outlives the grace period, ask for everything
+      // after the last contiguous change.
       this._ahead.set(seq, frame);
-      if (!this._resyncing && this._connection.connected) {
-        this._resyncing = true;
-        this._sendSubscribe();
+      if (this._holeTimer == null && !this._resyncing) {
+        this._holeTimer = this._connection.later(() => this._fillHole(), HOLE_GRACE_MS);
       }
       return false;
     }
@@ -175,6 +188,20 @@ export class Subscription extends EventTarget {
       this._apply(next);
     }
     for (const seq of this._ahead.keys()) if (seq <= this.since) this._ahead.delete(seq);
+    if (this._ahead.size === 0) this._stopHoleTimer();
+  }
+
+  _fillHole() {
+    this._holeTimer = null;
+    if (this._ahead.size === 0 || !this.active || !this._connection.connected) return;
+    this._resyncing = true;
+    this._sendSubscribe();
+  }
+
+  _stopHoleTimer() {
+    if (this._holeTimer == null) return;
+    this._connection.cancel(this._holeTimer);
+    this._holeTimer = null;
   }
 
   _apply(frame) {
