@@ -43,14 +43,19 @@ def room_change(*, room_id: int, seq: int, frame: dict[str, Any]) -> dict[str, A
     return {"type": ROOM_MESSAGE, "room": room_id, "seq": seq, "text": encode(frame)}
 
 
-def room_joined(room: dict[str, Any]) -> dict[str, Any]:
-    """Event to ``user.<id>``: ``room.joined {room}``, the room as that user sees it."""
-    return {"type": USER_ROOM, "text": encode({"type": "room.joined", "room": room})}
-
-
-def room_updated(room: dict[str, Any]) -> dict[str, Any]:
-    """Event to ``user.<id>``: ``room.updated {room}`` (renamed), the room as that user sees it."""
-    return {"type": USER_ROOM, "text": encode({"type": "room.updated", "room": room})}
+def room_listed(
+    kind: str, shared_text: str, unread_count: int, last_read_message_id: int | None
+) -> dict[str, Any]:
+    """Event to ``user.<id>``: ``room.joined`` or ``room.updated`` ``{room}``, the room as that
+    user sees it. ``shared_text`` is the room's fields other than the two per-member ones,
+    encoded once for every member (``selectors.room_for_members``)."""
+    per_member = encode(
+        {"unread_count": unread_count, "last_read_message_id": last_read_message_id}
+    )
+    return {
+        "type": USER_ROOM,
+        "text": f'{{"type":{encode(kind)},"room":{shared_text[:-1]},{per_member[1:]}}}',
+    }
 
 
 def room_typing(*, room_id: int, user_id: int, username: str) -> dict[str, Any]:

@@ -46,21 +46,10 @@ def messages_rendered() -> Any:
     )
 
 
-def _member_rooms(
-    *, user_id: int | None = None, room_id: int | None = None, user_ids: list[int] | None = None
-) -> list[Room]:
-    """Rooms as members see them, with per-member ``unread_count``, ``last_message`` and
-    ``last_read_message_id`` set as attributes (and ``member_id``): a few queries however many
-    rooms. ``user_id``: that user's rooms; ``room_id`` with ``user_ids``: that room as each
-    of those members sees it."""
-    memberships = Membership.objects.all()
-    if user_id is not None:
-        memberships = memberships.filter(user_id=user_id)
-    if user_ids is not None:
-        memberships = memberships.filter(user_id__in=user_ids)
-    if room_id is not None:
-        memberships = memberships.filter(room_id=room_id)
-    unread = (
+def _unread() -> Any:
+    """Subquery of a membership's unread count: messages after its read position that its user
+    did not write."""
+    return (
         Message.objects.filter(
             room_id=OuterRef("room_id"),
             pk__gt=Coalesce(
@@ -73,6 +62,15 @@ def _member_rooms(
         .annotate(n=Count("pk"))
         .values("n")
     )
+
+
+def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
+    """The user's rooms with per-caller ``unread_count``, ``last_message`` and
+    ``last_read_message_id`` set as attributes: three queries however many rooms."""
+    memberships = Membership.objects.filter(user_id=user_id)
+    if room_id is not None:
+        memberships = memberships.filter(room_id=room_id)
+    unread = _unread()
     newest = Message.objects.filter(room_id=OuterRef("room_id")).order_by("-pk")
     rows = list(
         memberships.annotate(
@@ -93,7 +91,6 @@ def _member_rooms(
     rooms = []
     for membership in rows:
         room: Any = membership.room
-        room.member_id = membership.user_id
         room.unread_count = membership.unread
         room.last_message = last.get(membership.last_id)
         room.last_read_message_id = membership.last_read_message_id
@@ -114,11 +111,37 @@ def room_get(*, room_id: int, user_id: int) -> Room | None:
     return rooms[0] if rooms else None
 
 
-def room_payloads(*, room_id: int, user_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """``{user id: the room as GET /api/rooms/{id}/ shows it to that member}`` for those of
-    ``user_ids`` who are members (a few queries however many)."""
-    rooms = _member_rooms(room_id=room_id, user_ids=user_ids) if user_ids else []
-    return {room.member_id: dict(RoomSerializer(room).data) for room in rooms}  # type: ignore[attr-defined]
+PER_MEMBER = ("unread_count", "last_read_message_id")  # the room object's per-caller fields
+
+
+@dataclass(frozen=True)
+class RoomForMembers:
+    """A room as ``GET /api/rooms/{id}/`` shows it, for many members at once: ``shared`` is
+    every field but :data:`PER_MEMBER`, ``per_member`` is ``{user id: (unread_count,
+    last_read_message_id)}``."""
+
+    shared: dict[str, Any]
+    per_member: dict[int, tuple[int, int | None]]
+
+
+def room_for_members(*, room_id: int, user_ids: list[int] | None = None) -> RoomForMembers | None:
+    """The room for those of ``user_ids`` (default: all) who are members (``None`` if none
+    is): four queries however many, the shared part serialized once."""
+    memberships = Membership.objects.filter(room_id=room_id)
+    if user_ids is not None:
+        memberships = memberships.filter(user_id__in=user_ids)
+    rows = list(
+        memberships.order_by("pk")
+        .annotate(unread=Coalesce(Subquery(_unread()), Value(0)))
+        .values_list("user_id", "unread", "last_read_message_id")
+    )
+    room = room_get(room_id=room_id, user_id=rows[0][0]) if rows else None
+    if room is None:
+        return None
+    shared = dict(RoomSerializer(room).data)
+    for field in PER_MEMBER:
+        shared.pop(field)
+    return RoomForMembers(shared, {pk: (unread, last) for pk, unread, last in rows})
 
 
 def room_changes_since(*, room_id: int, since: int, limit: int) -> list[tuple[int, Any]]:

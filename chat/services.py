@@ -72,13 +72,22 @@ def _room_user(user_id: int, username: str | None = None) -> dict[str, Any]:
     return {"id": user_id, "username": username}
 
 
-def _publish_joined(*, room_id: int, user_ids: list[int]) -> None:
-    """``room.joined {room}`` to each user's group: the room as ``GET /api/rooms/{id}/`` shows
-    it to that user (read now, inside the transaction that added them)."""
-    rooms = selectors.room_payloads(room_id=room_id, user_ids=user_ids)
+def _publish_listed(kind: str, *, room_id: int, user_ids: list[int] | None = None) -> None:
+    """``room.joined`` / ``room.updated`` ``{room}`` to each user's group: the room as
+    ``GET /api/rooms/{id}/`` shows it to that user (read now, inside the transaction that
+    changed it; the shared part encoded once)."""
+    room = selectors.room_for_members(room_id=room_id, user_ids=user_ids)
+    if room is None:
+        return
+    shared = encode(room.shared)
     publisher.publish_on_commit(
-        (user_group(pk), events.room_joined(room)) for pk, room in rooms.items()
+        (user_group(pk), events.room_listed(kind, shared, unread, last))
+        for pk, (unread, last) in room.per_member.items()
     )
+
+
+def _publish_joined(*, room_id: int, user_ids: list[int]) -> None:
+    _publish_listed("room.joined", room_id=room_id, user_ids=user_ids)
 
 
 def room_create(*, creator_id: int, name: str, member_ids: list[int] | None = None) -> Room:
@@ -334,11 +343,7 @@ def room_rename(*, room_id: int, actor_id: int, name: str) -> Room:
                 data={"name": name},
             )
         )
-        members = list(Membership.objects.filter(room_id=room.pk).values_list("user_id", flat=True))
-        rooms = selectors.room_payloads(room_id=room.pk, user_ids=members)
-        publisher.publish_on_commit(
-            (user_group(pk), events.room_updated(payload)) for pk, payload in rooms.items()
-        )
+        _publish_listed("room.updated", room_id=room.pk)
     return room
 
 

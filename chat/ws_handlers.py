@@ -364,10 +364,12 @@ def _change_page(room_id: int, since: int) -> list[tuple[int, str]]:
     return [(seq, _render(room_id, item)) for seq, item in page]
 
 
-async def _replay(socket: Socket, room: int, since: int) -> None:
-    """Send every change of the room with ``seq > since`` in ``seq`` order, page by page."""
+async def _replay(socket: Socket, room: int, since: int, latest: int) -> None:
+    """Send every change of the room with ``seq > since`` in ``seq`` order, page by page.
+    ``latest``: the room's seq before the socket joined (a ``since`` beyond it is the
+    client's mistake, and must not hold back live changes)."""
     rooms = _rooms(socket)
-    rooms.replayed[room] = since
+    rooms.replayed[room] = min(since, latest)
     while True:
         page = await database_sync_to_async(_change_page)(room, since)
         for seq, text in page:
@@ -412,7 +414,7 @@ async def subscribe(socket: Socket, frame: Subscribe) -> None:
         {"type": "presence", "room": frame.room, "online": online, "online_count": count}
     )
     if frame.since is not None:
-        await _replay(socket, frame.room, frame.since)
+        await _replay(socket, frame.room, frame.since, seq)
 
 
 async def presence_watch(socket: Socket, frame: PresenceWatch) -> None:

@@ -226,16 +226,20 @@ async def test_room_list_frames_reach_every_tab_of_the_user(
     open_socket, make_room, as_user, alice, bob, carol
 ):
     room = await database_sync_to_async(make_room)(alice, bob, name="team")
+    await database_sync_to_async(send_as)(bob, room, "before carol")
     tabs = [await open_socket(carol), await open_socket(carol)]
     owner = await database_sync_to_async(as_user)(alice)
     added = await database_sync_to_async(
         lambda: owner.post(f"/api/rooms/{room.pk}/members/", {"user_id": carol.pk}, format="json")
     )()
     assert added.status_code == 201
+    shown = await database_sync_to_async(
+        lambda: as_user(carol).get(f"/api/rooms/{room.pk}/").json()
+    )()
+    assert (shown["unread_count"], shown["last_message"]["body"]) == (1, "before carol")
     for tab in tabs:
         joined = await tab.expect("room.joined")
-        assert (joined["room"]["id"], joined["room"]["name"]) == (room.pk, "team")
-        assert joined["room"]["unread_count"] == 0
+        assert joined["room"] == shown  # the room exactly as carol's GET shows it
     await tabs[0].subscribe(room)
     renamed = await database_sync_to_async(
         lambda: owner.patch(f"/api/rooms/{room.pk}/", {"name": "crew"}, format="json")
@@ -252,3 +256,15 @@ async def test_room_list_frames_reach_every_tab_of_the_user(
     for tab in tabs:
         assert await tab.expect("room.left") == {"type": "room.left", "room": room.pk}
     await asyncio.gather(*(tab.silent() for tab in tabs))
+
+
+async def test_a_since_beyond_the_feed_does_not_hold_back_live_changes(
+    open_socket, make_room, alice, bob
+):
+    room = await database_sync_to_async(make_room)(alice, bob)
+    ws = await open_socket(alice)
+    ack = await ws.subscribe(room, since=10**6)
+    assert ack["seq"] == 0
+    await ws.silent()
+    await database_sync_to_async(send_as)(bob, room, "live")
+    assert (await ws.expect("message"))["seq"] == 1
