@@ -171,6 +171,18 @@ test("a subscribe without a position starts at the ack's seq", async () => {
   assert.equal(client.subscription(5).since, 42);
 });
 
+test("a position beyond the room's latest seq falls back to the ack's, so new changes still show", async () => {
+  const { client, Socket, clock, seen } = await following(50);
+  Socket.last.serverClose(1006);
+  clock.advance(250);
+  Socket.last.hello();
+  Socket.last.ack(Socket.last.frames("subscribe")[0], { room: 5, presence: [1], seq: 20 }); // restored from a backup
+  await flush();
+  Socket.last.receive(created(5, 21, 210));
+  assert.deepEqual(seen, [["message", 210]]);
+  assert.equal(client.subscription(5).since, 21);
+});
+
 test("edit, delete, react and reply send the agreed frames and resolve with their acks", async () => {
   const { client, Socket } = rig();
   client.start();

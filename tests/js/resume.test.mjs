@@ -26,7 +26,7 @@ test("after a 1006 the client reconnects, resumes notifications and resubscribes
     { type: "subscribe", room: 5, since: 10 },
     { type: "subscribe", room: 6 }, // no position yet: only what comes next
   ]);
-  for (const frame of first.frames("subscribe")) first.ack(frame, { room: frame.room, presence: [1], seq: 0 });
+  for (const frame of first.frames("subscribe")) first.ack(frame, { room: frame.room, presence: [1], seq: frame.since ?? 0 });
   await flush();
   assert.equal(client.subscription(6).since, 0, "the ack's seq is where room 6 starts");
   first.ack(first.frames("resume")[0], { count: 0 });

@@ -120,8 +120,13 @@ export class Subscription extends EventTarget {
       .request(frame)
       .then((ack) => {
         this._resyncing = false;
-        // Without a resume position, the room's latest seq is where this socket starts.
-        if (this.since == null && Number.isInteger(ack.seq)) this._skipTo(ack.seq);
+        // Without a resume position, the room's latest seq is where this socket starts. A
+        // position beyond the room's latest (the server's data was restored from a backup)
+        // would drop every coming change as a duplicate: start again from the room's latest.
+        if (Number.isInteger(ack.seq) && (this.since == null || ack.seq < this.since)) {
+          if (this.since != null) this._ahead.clear();
+          this._skipTo(ack.seq);
+        }
         // The replay follows the ack; should it leave a hole open, try again after the grace.
         if (this._ahead.size && this._holeTimer == null) {
           this._holeTimer = this._connection.later(() => this._fillHole(), HOLE_GRACE_MS);
