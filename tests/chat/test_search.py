@@ -4,6 +4,7 @@ The same tests run on SQLite (word containment) and on PostgreSQL (full-text sea
 PostgreSQL-only ones check that the GIN index exists and that the search query uses it.
 """
 
+import json
 import uuid
 from typing import Any
 
@@ -356,3 +357,31 @@ class TestPostgresIndex:
         in_room = message_search(user_id=alice.pk, text="zanzibar", room_id=room.pk)
         plan = in_room.order_by("-id")[:21].explain()
         assert INDEX in plan, plan
+
+    def test_a_word_frequent_elsewhere_reads_only_the_callers_rooms(self, make_room, alice, bob):
+        """The planner trap of ``ORDER BY id DESC LIMIT``: walking every message newest first,
+        hoping to meet the caller's rooms soon, when the word fills other rooms only."""
+        busy = make_room(bob, name="busy")
+        quiet = make_room(alice, name="quiet")
+        Message.objects.bulk_create(
+            Message(room=busy, author=bob, body=f"deploy {n}", client_id=uuid.uuid4())
+            for n in range(20_000)
+        )
+        Message.objects.bulk_create(
+            Message(room=quiet, author=alice, body=f"chatter {n}", client_id=uuid.uuid4())
+            for n in range(2_000)
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {Message._meta.db_table}")
+        page = message_search(user_id=alice.pk, text="deploy").order_by("-id")[:21]
+        plan = json.loads(page.explain(format="json", analyze=True))
+
+        def rows_read(node: dict[str, Any]) -> int:
+            own = 0
+            if node.get("Relation Name") == Message._meta.db_table:
+                loops = node.get("Actual Loops", 1)
+                own = (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
+            return own + sum(rows_read(child) for child in node.get("Plans", []))
+
+        assert list(page) == []
+        assert rows_read(plan[0]["Plan"]) <= 2_000, plan
