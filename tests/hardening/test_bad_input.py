@@ -140,6 +140,10 @@ def _fuzz_frames(seed: int, count: int) -> list[str | bytes]:
         "subscribe",
         "unsubscribe",
         "message.send",
+        "message.edit",
+        "message.delete",
+        "reaction.add",
+        "reaction.remove",
         "typing",
         "room.read",
         "notification.read",
@@ -152,6 +156,7 @@ def _fuzz_frames(seed: int, count: int) -> list[str | bytes]:
         "on_ping",
     ]
     fields = ["room", "since", "body", "client_id", "ids", "all", "ref", "token", "message_id"]
+    fields += ["message", "emoji", "reply_to"]
     fields += ["notifications_since", "type", "__proto__", ""]
 
     def scalar() -> object:
@@ -237,7 +242,12 @@ async def test_fuzz_thousands_of_random_frames_against_a_live_server(rig: Rig) -
             await asyncio.sleep(0.05)
         errors = [f for f in received if f["type"] == "error"]
         assert not [f for f in errors if f["code"] in ("server_error", "rate_limited")], errors
-        assert {f["code"] for f in errors} <= {"invalid_json", "invalid_message", "forbidden"}
+        assert {f["code"] for f in errors} <= {
+            "invalid_json",
+            "invalid_message",
+            "forbidden",
+            "not_found",
+        }
         assert len(errors) > 2000  # most random frames are refused, each with a frame
     finally:
         task.cancel()
