@@ -397,6 +397,14 @@ def _reply_target(*, room_id: int, message_id: int) -> Message:
     return target
 
 
+def _author(author_id: int, username: str | None) -> Any:
+    """The author's row as far as a payload needs it: without a query when the socket gave
+    the username."""
+    if username is None:
+        return get_user_model().objects.only("username").get(pk=author_id)
+    return get_user_model()(pk=author_id, username=username)
+
+
 def room_message_send(
     *,
     room_id: int,
@@ -446,12 +454,9 @@ def room_message_send(
                 reply_to=target,
                 mentions=mentions,
             )
-            if author_username is None:
-                author = get_user_model().objects.only("username").get(pk=author_id)
-            else:  # the author's row, as far as the payload needs it, without a query
-                author = get_user_model()(pk=author_id, username=author_username)
-            message.author = author
-            _notify_mentions(message, mentions)
+            if mentions:  # the notification's title names the author
+                message.author = _author(author_id, author_username)
+                _notify_mentions(message, mentions)
     except IntegrityError:
         # The author used this client_id before (a retry), or a concurrent send with it won:
         # answer with the stored message; nothing is pushed twice.
@@ -460,6 +465,8 @@ def room_message_send(
             raise
         previous.payload_text = encode(message_payload(previous))  # type: ignore[attr-defined]
         return previous
+    if not mentions:
+        message.author = _author(author_id, author_username)
     message.payload_text = encode(message_payload(message, reactions=[]))  # type: ignore[attr-defined]
     publisher.publish_on_commit(
         [
