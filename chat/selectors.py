@@ -66,7 +66,7 @@ def _unread() -> Any:
 
 def _member_rooms(*, user_id: int, room_id: int | None = None) -> list[Room]:
     """The user's rooms with per-caller ``unread_count``, ``last_message`` and
-    ``last_read_message_id`` set as attributes: three queries however many rooms."""
+    ``last_read_message_id`` set as attributes: four queries however many rooms."""
     memberships = Membership.objects.filter(user_id=user_id)
     if room_id is not None:
         memberships = memberships.filter(room_id=room_id)
