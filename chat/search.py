@@ -86,7 +86,8 @@ def message_search(*, user_id: int, text: str, room_id: int | None = None) -> Qu
 
 @extend_schema_field(OpenApiTypes.STR)
 class SearchText(serializers.Field):
-    """``q``: trimmed, then 1..200 characters without NUL; every failure is code ``invalid``."""
+    """``q``: trimmed, then 1..200 characters without NUL; anything else is code ``invalid``
+    (a missing ``q`` is DRF's ``required``)."""
 
     default_error_messages = {
         "invalid": f"q must be 1..{SEARCH_MAX_LENGTH} characters after trimming, without NUL.",
