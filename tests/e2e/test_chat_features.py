@@ -125,6 +125,16 @@ def test_a_new_room_and_its_changes_reach_the_other_member_live(people: Site, si
     expect(bob.page.locator(".room-link", has_text="launch-v2")).to_have_count(1, timeout=LIVE)
     assert_not_reloaded(bob.page)
 
+    # A direct message Alice starts shows in Bob's list at once, before she writes anything.
+    page.keyboard.press("Escape")
+    page.get_by_label("Direct message").fill("bob")
+    page.locator(f'#dm-results button[data-user="{people.users["bob"].id}"]').click()
+    expect(page.locator("#room-title")).to_have_text("@ bob")
+    direct = bob.page.locator(".room-link").filter(has=bob.page.get_by_text("alice", exact=True))
+    expect(direct).to_have_count(1, timeout=LIVE)
+    expect(direct.locator(".room-last")).to_have_text("No messages yet")
+    assert_not_reloaded(bob.page)
+
 
 def test_edit_delete_react_reply_and_mention(people: Site, sign_in):
     room = people.room("ada", "kitchen", ["bert"])
