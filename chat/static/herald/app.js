@@ -236,7 +236,7 @@ function isOwner(room, userId = me.id) {
   return room.kind === "group" && room.members.some((m) => m.id === userId && m.role === "owner");
 }
 
-/** A message id → the username, from the room's members ("someone" for a former member). */
+/** A user id → the username, from the room's members ("someone" for a former member). */
 function usernameOf(state, userId) {
   if (userId === me.id) return me.username;
   const member = state.room.members.find((m) => m.id === userId);
@@ -834,7 +834,10 @@ function markRead() {
 
 // --- message actions: edit, delete, react, reply ---------------------------------------------------
 
-/** Over the socket when it is up, else over REST; both answer with what changed. */
+// Edits, deletions and reactions go over the socket when it is up, else over REST; both answer
+// with what changed, and the room feed's frames bring the same change to every tab.
+
+/** Show why an action on a message failed, under the composer. */
 function actionError(error) {
   $("composer-error").textContent = (error && (error.detail || error.message)) || "That did not work.";
 }
