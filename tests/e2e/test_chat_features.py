@@ -65,6 +65,9 @@ def test_a_new_room_and_its_changes_reach_the_other_member_live(people: Site, si
     page.get_by_role("button", name="+ New room").click()
     dialog = page.get_by_role("dialog", name="New room")
     expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Name")).to_be_focused()
+    dialog.get_by_role("button", name="Create room").click()  # no name yet
+    expect(dialog.get_by_role("alert")).to_have_text("Give the room a name.")
     dialog.get_by_label("Name").fill("launch")
     people_field = dialog.get_by_label("Add people")
     for name in ("bob", "cleo"):
