@@ -65,3 +65,67 @@ class NotificationCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.last_seq}"
+
+
+class DigestChoice(models.TextChoices):
+    """How often a user's unread notifications are emailed (docs/protocol.md, "Preferences")."""
+
+    OFF = "off", "Off"
+    HOURLY = "hourly", "Hourly"
+    DAILY = "daily", "Daily"
+
+
+class Preferences(models.Model):
+    """How a user wants to be notified outside an open socket (docs/protocol.md,
+    "Preferences"). A user without a row has the defaults: push on, daily digests, no quiet
+    hours, no muted rooms.
+
+    Quiet hours are ``quiet_start``..``quiet_end`` wall-clock time in ``quiet_timezone`` (an
+    IANA name); the end is exclusive and may be before the start (over midnight). All three are
+    set or all are empty.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="notification_preferences",
+    )
+    push = models.BooleanField(default=True)
+    email_digest = models.CharField(
+        max_length=8, choices=DigestChoice.choices, default=DigestChoice.DAILY
+    )
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+    quiet_timezone = models.CharField(max_length=64, blank=True, default="")
+    # A string reference: the chat app sits above notifications and is never imported here.
+    muted_rooms = models.ManyToManyField("chat.Room", blank=True, related_name="+")
+
+    class Meta:
+        verbose_name_plural = "preferences"
+
+    def __str__(self) -> str:
+        return f"preferences of {self.user_id}"
+
+
+class PushSubscription(models.Model):
+    """One browser's Web Push subscription (the W3C Push API's ``PushSubscription``): the push
+    service's ``endpoint`` and the keys that encrypt for it (RFC 8291: ``p256dh`` is the
+    browser's P-256 public key, 65 bytes uncompressed; ``auth`` its 16-byte secret; both
+    base64url). An endpoint belongs to one browser, so it is unique: the last user to
+    subscribe it owns it."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="push_subscriptions"
+    )
+    endpoint = models.URLField(max_length=2048, unique=True)
+    p256dh = models.CharField(max_length=128)
+    auth = models.CharField(max_length=64)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"push subscription {self.pk} of {self.user_id}"
