@@ -30,6 +30,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
+    "django_tasks",  # background work: Django's tasks API (config/tasks.py)
+    "django_tasks_db",  # its queue, in this database; task results in the admin
     "channels",
     "realtime",
     "accounts",
@@ -248,6 +250,12 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_CLAIM": "user_id",
 }
+# Background work (config/tasks.py, docs/deployment.md "Background workers"): a queue in this
+# database, run by ``manage.py herald_worker`` processes. A task RUNNING longer than
+# HERALD_TASK_LEASE s is taken for lost (its worker died) and run again.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+HERALD["TASK_LEASE"] = env.float("HERALD_TASK_LEASE", default=300.0)
+
 
 # Every record goes through the root logger's one handler: the redaction filter, then structlog's
 # JSON (or console) rendering with the bound connection context (config/logging.py). Django's
