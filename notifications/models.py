@@ -67,6 +67,21 @@ class NotificationCounter(models.Model):
         return f"{self.user_id}: {self.last_seq}"
 
 
+class DigestState(models.Model):
+    """Where a user's email digests stand (``notifications.digests``): when the last went
+    out, and the highest notification ``seq`` it covered, so no notification is emailed twice.
+    Its row lock serializes the workers that might send the same user's digest."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.last_sent_at}"
+
+
 class DigestChoice(models.TextChoices):
     """How often a user's unread notifications are emailed (docs/protocol.md, "Preferences")."""
 
