@@ -14,7 +14,7 @@ from django.utils import timezone
 from realtime import publisher
 from realtime.groups import user_group
 
-from . import events, selectors
+from . import events, preferences, push, selectors
 from .models import Notification, NotificationCounter
 from .serializers import notification_payload
 
@@ -124,6 +124,7 @@ def notification_create(
                 (user_group(n.recipient_id), events.notification_created(notification_payload(n)))
                 for n in rows
             )
+            push.schedule_for(rows)  # after commit, after the live publish: never in its way
     except IntegrityError:
         # A concurrent call with the same idempotency key won the race: answer with its batch.
         if idempotency_key is None:
@@ -167,3 +168,15 @@ def notification_mark_all_read(*, user_id: int) -> int:
             read_at=timezone.now()
         )
         return _publish_read(user_id=user_id, ids=None)
+
+
+def is_room_muted(user_id: int, room_id: int) -> bool:
+    """Whether the user muted the room (their preferences' ``muted_rooms``): a mention there
+    must not notify them, and nothing about it is pushed (docs/protocol.md, "Preferences")."""
+    return bool(preferences.muted_user_ids(room_id=room_id, user_ids=[user_id]))
+
+
+def muted_user_ids(*, room_id: int, user_ids: list[int]) -> set[int]:
+    """Which of ``user_ids`` muted the room, in one query: the recipients a mention in it
+    leaves out (docs/protocol.md, "Preferences")."""
+    return preferences.muted_user_ids(room_id=room_id, user_ids=user_ids)

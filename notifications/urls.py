@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api
+from . import api, api_preferences
 
 urlpatterns = [
     path("notifications/", api.NotificationListView.as_view(), name="notifications"),
@@ -20,5 +20,16 @@ urlpatterns = [
         "notifications/<int:notification_id>/read/",
         api.NotificationReadView.as_view(),
         name="notification-read",
+    ),
+    path("me/preferences/", api_preferences.PreferencesView.as_view(), name="preferences"),
+    path(
+        "push/vapid-public-key/",
+        api_preferences.VapidPublicKeyView.as_view(),
+        name="push-vapid-public-key",
+    ),
+    path(
+        "push/subscriptions/",
+        api_preferences.PushSubscriptionsView.as_view(),
+        name="push-subscriptions",
     ),
 ]

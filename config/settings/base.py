@@ -285,3 +285,13 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+# Web Push (notifications/push.py; docs/security.md, "Web Push"): the VAPID key pair that signs
+# every push (RFC 8292), as base64url of the raw 32-byte private key (what `web-push
+# generate-vapid-keys` prints) or PEM, and the contact the push services see (`mailto:` or
+# `https:`). dev.py generates a key when unset; production requires both.
+HERALD["VAPID_PRIVATE_KEY"] = env.str("HERALD_VAPID_PRIVATE_KEY", default="")
+HERALD["VAPID_SUBJECT"] = env.str("HERALD_VAPID_SUBJECT", default="")
+# Push endpoints must be https; plain http to a loopback address (a local push service) only
+# with this set, or in DEBUG.
+HERALD["PUSH_ALLOW_LOOPBACK"] = env.bool("HERALD_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)
