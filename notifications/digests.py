@@ -1,4 +1,4 @@
-"""Email digests of what a person missed (docs/notifications.md, "Email digests").
+"""Email digests of what a person missed (docs/protocol.md, "Email digests").
 
 A notification still unread ``HERALD_EMAIL_AFTER`` seconds after it was stored goes into its
 recipient's next digest: one email per user per period (``hourly`` or ``daily``, their
