@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
     "django_tasks",  # background work: Django's tasks API (config/tasks.py)
     "django_tasks_db",  # its queue, in this database; task results in the admin
+    "rest_framework_api_key",  # service keys, stored hashed (accounts.ServiceKey)
     "channels",
     "realtime",
     "accounts",
@@ -175,9 +176,14 @@ REST_FRAMEWORK = {
         "accounts.authentication.LoginSessionJWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        # A service key reaches only the routes that name a scope it holds (docs/security.md).
+        "accounts.permissions.ServiceKeyScopes",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.HeraldJSONParser"],
+        "accounts.authentication.ServiceKeyAuthentication",  # Authorization: Api-Key
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
