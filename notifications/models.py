@@ -144,3 +144,65 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"push subscription {self.pk} of {self.user_id}"
+
+
+class WebhookEndpoint(models.Model):
+    """Where a service account wants events POSTed (docs/protocol.md, "Webhooks").
+
+    ``secret`` (``whsec_`` + base64 of 32 random bytes, Standard Webhooks) signs every delivery;
+    it is stored as is, because signing needs it, and shown to the service once.
+    ``failure_count`` counts failed attempts in a row; at ``HERALD_WEBHOOK_DISABLE_AFTER`` the
+    endpoint is disabled and its owner notified.
+    """
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints"
+    )
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list)
+    secret = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    failure_count = models.PositiveIntegerField(default=0)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["enabled", "owner"])]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.owner_id})"
+
+
+class WebhookDelivery(models.Model):
+    """One event for one endpoint, and how its delivery went: ``attempts`` so far, the last
+    attempt's ``status_code``, ``latency_ms`` and ``error``. ``event_id`` is the
+    ``webhook-id`` header: the same on every retry, so a receiver can drop duplicates."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"  # every attempt failed, or the endpoint was disabled
+
+    endpoint = models.ForeignKey(
+        WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    event_id = models.CharField(max_length=64, unique=True)
+    event_type = models.CharField(max_length=40)
+    payload = models.JSONField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "webhook deliveries"
+        indexes = [models.Index(fields=["endpoint", "-id"])]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → endpoint {self.endpoint_id} ({self.status})"
