@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time
 import pytest
 
 from chat import services as chat_services
-from notifications import preferences, services
+from notifications import preferences, push, services
 from notifications.preferences import QuietHours
 
 pytestmark = pytest.mark.django_db
@@ -154,3 +154,30 @@ def test_digest_unsubscribe_turns_digests_off(alice):
 )
 def test_quiet_hours_in_the_users_time_zone(start, end, utc, quiet):
     assert QuietHours(start, end, "Europe/Berlin").contains(utc) is quiet
+
+
+def test_settings_page(client, alice):
+    assert client.get("/settings/").status_code == 302  # to the sign-in page
+    signed_in = client.post("/login/", {"username": "alice", "password": "pw-alice"})
+    assert signed_in.status_code == 302, signed_in.content
+    page = client.get("/settings/")
+    assert page.status_code == 200
+    assert "worker-src 'self'" in page["Content-Security-Policy"]
+    assert "script-src 'self'" in page["Content-Security-Policy"]
+    html = page.content.decode()
+    for part in ("push-enabled", "email-digest", "quiet-start", "muted-list"):
+        assert f'id="{part}"' in html
+    assert push.vapid_public_key() in html
+    home = client.get("/").content.decode()
+    assert 'href="/settings/"' in home
+    assert 'id="room-mute"' in home
+
+
+def test_service_worker_is_served_at_the_root(client):
+    response = client.get("/push-sw.js")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/javascript")
+    assert response["Cache-Control"] == "no-cache"
+    body = response.content.decode()
+    assert "showNotification" in body
+    assert "openWindow" in body
