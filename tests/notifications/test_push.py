@@ -2,9 +2,14 @@
 ``notifications.push`` sends, checked by a real push service on 127.0.0.1
 (``tests.support.pushservice``: VAPID signature verified, body decrypted)."""
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from django.contrib.auth import get_user_model
 from django_tasks_db.models import DBTaskResult
 
@@ -211,3 +216,57 @@ def test_storing_a_notification_enqueues_one_delivery_only_for_subscribed_users(
         services.notification_create(recipient_ids=[alice.pk], title="push off")
     assert DBTaskResult.objects.filter(task_path="notifications.push.deliver").count() == 1
     assert get_user_model().objects.count() == 2
+
+
+def test_vapid_key_may_be_pem(settings):
+    from py_vapid import Vapid
+
+    key = Vapid()
+    key.generate_keys()
+    settings.HERALD = {**settings.HERALD, "VAPID_PRIVATE_KEY": key.private_pem().decode()}
+    push.vapid.cache_clear()
+    try:
+        raw = key.public_key.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        assert push.vapid_public_key() == b64url(raw)
+    finally:
+        push.vapid.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("env", "refused"),
+    [
+        ({}, True),
+        ({"HERALD_VAPID_PRIVATE_KEY": "eQ5UxumAFNqdoBcAj-Puoc3TLMXX7ehJsPxjDTOPJeI"}, True),
+        (
+            {
+                "HERALD_VAPID_PRIVATE_KEY": "eQ5UxumAFNqdoBcAj-Puoc3TLMXX7ehJsPxjDTOPJeI",
+                "HERALD_VAPID_SUBJECT": "mailto:ops@example.com",
+            },
+            False,
+        ),
+    ],
+)
+def test_production_settings_require_the_vapid_key_and_subject(env, refused, tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HERALD_"))}
+    clean.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_DEBUG="0",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
+        **env,
+    )
+    result = subprocess.run(  # noqa: S603 (our own interpreter and code)
+        [sys.executable, "-c", "import django; django.setup()"],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    if refused:
+        assert result.returncode != 0
+        assert "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required" in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
