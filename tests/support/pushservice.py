@@ -61,7 +61,10 @@ class Subscription:
 
     def as_json(self) -> dict[str, Any]:
         """The Push API's ``PushSubscription.toJSON()``."""
-        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": b64url(self.auth)}}
+        return {
+            "endpoint": self.endpoint,
+            "keys": {"p256dh": self.p256dh, "auth": b64url(self.auth)},
+        }
 
 
 @dataclass
