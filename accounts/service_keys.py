@@ -39,7 +39,9 @@ def service_key_create(
     """
     scopes = sorted(set(scopes))
     if not scopes:
-        raise ServiceKeyError(f"Give at least one scope: {', '.join(Scope.values)}.", "unknown_scope")
+        raise ServiceKeyError(
+            f"Give at least one scope: {', '.join(Scope.values)}.", "unknown_scope"
+        )
     try:
         validate_scopes(scopes)
     except ValidationError as error:
@@ -50,9 +52,7 @@ def service_key_create(
         if user is None:
             user = User.objects.create_user(username=username, password=None, is_service=True)
         elif not user.is_service:
-            raise ServiceKeyError(
-                f"User {username!r} is not a service account.", "not_service"
-            )
+            raise ServiceKeyError(f"User {username!r} is not a service account.", "not_service")
         row, key = ServiceKey.objects.create_key(name=name, user=user, scopes=scopes)
     return row, key
 
@@ -75,11 +75,7 @@ def service_key_from(raw: str) -> ServiceKey | None:
     prefix, dot, _ = raw.partition(".")
     if not dot or not prefix:
         return None
-    row = (
-        ServiceKey.objects.select_related("user")
-        .filter(prefix=prefix, revoked=False)
-        .first()
-    )
+    row = ServiceKey.objects.select_related("user").filter(prefix=prefix, revoked=False).first()
     if row is None or row.has_expired or not row.user.is_active or not row.is_valid(raw):
         return None
     return row

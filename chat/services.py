@@ -5,11 +5,14 @@ commit.
 """
 
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from notifications.services import emit_event
 from realtime import publisher
 from realtime.errors import CommandError
 from realtime.events import encode
@@ -52,6 +55,26 @@ class ChatForbidden(ChatError):
 
     code = "forbidden"
     default_detail = "You may not do this in this room."
+
+
+def _emit(event_type: str, room_id: int, data: Any) -> None:
+    """Raise a webhook event of the room for the service accounts that belong to it (a query
+    only when some endpoint exists: ``notifications.services.emit_event``)."""
+    emit_event(
+        event_type,
+        data,
+        room_member_ids=lambda owners: Membership.objects.filter(
+            room_id=room_id, user_id__in=owners
+        ).values_list("user_id", flat=True),
+    )
+
+
+def _member(room_id: int, user_id: int) -> Callable[[], dict[str, Any]]:
+    def data() -> dict[str, Any]:
+        user = get_user_model().objects.filter(pk=user_id).values("id", "username").first()
+        return {"room": room_id, "user": user or {"id": user_id}}
+
+    return data
 
 
 def room_create(*, creator_id: int, name: str, member_ids: list[int] | None = None) -> Room:
@@ -132,6 +155,8 @@ def room_member_add(
         if not created and role is not None and membership.role != role:
             membership.role = role
             membership.save(update_fields=["role"])
+        if created:
+            _emit("member.joined", room.pk, _member(room.pk, user_id))
     return membership, created
 
 
@@ -152,6 +177,7 @@ def room_member_remove(*, room_id: int, actor_id: int, actor_is_staff: bool, use
             raise ChatForbidden("A direct room's members cannot change.")
         deleted = 0
         if 0 < user_id <= selectors.MAX_ID:
+            _emit("member.left", room.pk, _member(room.pk, user_id))  # the leaver is told too
             deleted, _ = Membership.objects.filter(room=room, user_id=user_id).delete()
         if not deleted:
             raise ChatNotFound("No such member in this room.")
@@ -253,6 +279,9 @@ def room_message_send(
                 events.room_message({"room": room_id, "id": message.pk}, message.payload_text),
             )
         ]  # type: ignore[attr-defined]
+    )
+    _emit(
+        "message.created", room_id, lambda: {"room": room_id, "message": message_payload(message)}
     )
     return message
 

@@ -9,14 +9,16 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.dispatch import receiver
 from django.utils import timezone
 
 from realtime import publisher
 from realtime.groups import user_group
 
-from . import events, preferences, push, selectors
+from . import events, preferences, push, selectors, webhooks
 from .models import Notification, NotificationCounter
 from .serializers import notification_payload
+from .webhooks import emit_event  # chat raises webhook events through this module
 
 _BATCH = 1000
 
@@ -142,6 +144,35 @@ def _publish_read(*, user_id: int, ids: list[int] | None) -> int:
     return unread
 
 
+def _emit_read(*, user_id: int, ids: list[int] | None) -> None:
+    """``notification.read`` for the endpoints of the services that sent the notifications
+    just read (``ids``, or every unread one): each learns only of its own notifications."""
+    if not webhooks.wanted("notification.read"):
+        return
+    unread = Notification.objects.filter(recipient_id=user_id, sender__isnull=False)
+    unread = unread.filter(pk__in=ids) if ids is not None else unread.filter(read_at__isnull=True)
+    by_sender: dict[int, list[int]] = {}
+    for pk, sender_id in unread.values_list("pk", "sender_id"):
+        by_sender.setdefault(sender_id, []).append(pk)
+    for sender_id, read in by_sender.items():
+        data = {"user": {"id": user_id}, "ids": sorted(read), "all": ids is None}
+        emit_event("notification.read", data, owner_ids=[sender_id])
+
+
+@receiver(webhooks.endpoint_disabled)
+def _notify_endpoint_disabled(
+    sender: Any, endpoint: Any, failures: int, error: str, **_: Any
+) -> None:
+    """Tell a webhook endpoint's owner that it was disabled (docs/protocol.md, "Webhooks")."""
+    notification_create(
+        recipient_ids=[endpoint.owner_id],
+        title="Webhook endpoint disabled",
+        body=f"{endpoint.url} failed {failures} times in a row (last: {error}). "
+        "Fix it, then register it again.",
+        data={"webhook_endpoint": endpoint.pk, "url": endpoint.url},
+    )
+
+
 def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
     """Mark the user's notifications ``ids`` read; return the unread count after.
 
@@ -155,6 +186,7 @@ def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
                 "pk", flat=True
             )
         )
+        _emit_read(user_id=user_id, ids=mine)
         Notification.objects.filter(pk__in=mine, read_at__isnull=True).update(
             read_at=timezone.now()
         )
@@ -164,6 +196,7 @@ def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
 def notification_mark_all_read(*, user_id: int) -> int:
     """Mark every notification of the user read; return the unread count after (0)."""
     with transaction.atomic():
+        _emit_read(user_id=user_id, ids=None)
         Notification.objects.filter(recipient_id=user_id, read_at__isnull=True).update(
             read_at=timezone.now()
         )

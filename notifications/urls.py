@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import api, api_preferences
+from . import api, api_preferences, api_webhooks
 
 urlpatterns = [
     path("notifications/", api.NotificationListView.as_view(), name="notifications"),
@@ -32,4 +32,6 @@ urlpatterns = [
         api_preferences.PushSubscriptionsView.as_view(),
         name="push-subscriptions",
     ),
+    path("webhooks/", api_webhooks.WebhookListView.as_view(), name="webhooks"),
+    path("webhooks/<int:endpoint_id>/", api_webhooks.WebhookDetailView.as_view(), name="webhook"),
 ]

@@ -213,6 +213,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "me", "description": "The caller."},
         {"name": "notifications", "description": "Send (services), list and read notifications."},
         {"name": "rooms", "description": "Chat rooms, their members and their messages."},
+        {"name": "webhooks", "description": "Services' webhook endpoints (service keys)."},
     ],
 }
 
@@ -247,6 +248,21 @@ HERALD = {
     "METRICS_TOKEN": env.str("HERALD_METRICS_TOKEN", default=""),
 }
 
+# Background work (config/tasks.py, docs/deployment.md "Background workers"): a queue in this
+# database, run by ``manage.py herald_worker`` processes. A task RUNNING longer than
+# HERALD_TASK_LEASE s is taken for lost (its worker died) and run again.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+HERALD["TASK_LEASE"] = env.float("HERALD_TASK_LEASE", default=300.0)
+# Outbound webhooks (notifications/webhooks.py, docs/protocol.md "Webhooks"): attempts per
+# delivery and the first retry's delay (s, doubling, at most an hour), the receiver's time
+# limit (s), failed attempts in a row that disable an endpoint; ALLOW_PRIVATE lets endpoints
+# resolve to loopback and private addresses (tests, closed networks; SSRF otherwise).
+HERALD["WEBHOOK_ATTEMPTS"] = env.int("HERALD_WEBHOOK_ATTEMPTS", default=8)
+HERALD["WEBHOOK_BACKOFF"] = env.float("HERALD_WEBHOOK_BACKOFF", default=60.0)
+HERALD["WEBHOOK_TIMEOUT"] = env.float("HERALD_WEBHOOK_TIMEOUT", default=10.0)
+HERALD["WEBHOOK_DISABLE_AFTER"] = env.int("HERALD_WEBHOOK_DISABLE_AFTER", default=20)
+HERALD["WEBHOOK_ALLOW_PRIVATE"] = env.bool("HERALD_WEBHOOK_ALLOW_PRIVATE", default=False)
+
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=HERALD["ACCESS_TOKEN_LIFETIME"]),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=HERALD["REFRESH_TOKEN_LIFETIME"]),
@@ -256,12 +272,6 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
     "USER_ID_CLAIM": "user_id",
 }
-# Background work (config/tasks.py, docs/deployment.md "Background workers"): a queue in this
-# database, run by ``manage.py herald_worker`` processes. A task RUNNING longer than
-# HERALD_TASK_LEASE s is taken for lost (its worker died) and run again.
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
-HERALD["TASK_LEASE"] = env.float("HERALD_TASK_LEASE", default=300.0)
-
 
 # Every record goes through the root logger's one handler: the redaction filter, then structlog's
 # JSON (or console) rendering with the bound connection context (config/logging.py). Django's

@@ -39,13 +39,17 @@ def keyed(key: str) -> APIClient:
 def test_create_prints_the_key_once_alone_on_the_last_line() -> None:
     printed, key = create_key("ci-bot", "notifications:send", "rooms:post")
     prefix, dot, secret = key.partition(".")
-    assert dot and len(prefix) == 8 and len(secret) >= 32
+    assert dot
+    assert len(prefix) == 8
+    assert len(secret) >= 32
     assert printed.count(key) == 1
     row = ServiceKey.objects.get(prefix=prefix)
-    assert row.user.username == "ci-bot" and row.user.is_service
+    assert row.user.username == "ci-bot"
+    assert row.user.is_service
     assert not row.user.has_usable_password()
     assert sorted(row.scopes) == ["notifications:send", "rooms:post"]
-    assert secret not in row.hashed_key and secret not in row.pk  # stored hashed
+    assert secret not in row.hashed_key
+    assert secret not in row.pk
     me = keyed(key).get("/api/me/")
     assert me.status_code == 200
     assert me.json() == {"id": row.user.pk, "username": "ci-bot", "display_name": "ci-bot"}
@@ -188,7 +192,8 @@ def test_the_admin_lists_keys_and_shows_a_new_one_once(admin_client: Client) -> 
         "/admin/accounts/servicekey/add/",
         {"name": "bad", "user": bot.pk, "scopes": '["everything"]'},
     )
-    assert refused.status_code == 200 and "Unknown scope" in refused.content.decode()
+    assert refused.status_code == 200
+    assert "Unknown scope" in refused.content.decode()
     assert not ServiceKey.objects.filter(name="bad").exists()
 
 
