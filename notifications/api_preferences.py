@@ -3,10 +3,14 @@
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ErrorDetail, ValidationError
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -136,19 +140,21 @@ class PreferencesView(APIView):
 
 
 class VapidPublicKeyView(APIView):
-    """``GET /api/push/vapid-public-key/`` → ``{public_key}`` (public: it is no secret)."""
-
-    permission_classes = [AllowAny]
-    authentication_classes: list[Any] = []
+    """``GET /api/push/vapid-public-key/`` → ``{public_key}``: no secret, but only a signed-in
+    user has a use for it (the settings page has it in its own config too)."""
 
     @extend_schema(
         tags=["notifications"],
         summary="The VAPID public key browsers subscribe with (applicationServerKey)",
         responses={
             200: OpenApiResponse(
-                serializers.Serializer,
+                inline_serializer(
+                    "VapidPublicKey",
+                    fields={"public_key": serializers.CharField(help_text="base64url, 65 bytes")},
+                ),
                 examples=[OpenApiExample("key", value={"public_key": "BKx...base64url"})],
-            )
+            ),
+            **AUTHENTICATED,
         },
     )
     def get(self, request: Request) -> Response:

@@ -46,8 +46,9 @@ def notify(user, title="Build finished", **data) -> Notification:
 # The API -----------------------------------------------------------------------------------------
 
 
-def test_vapid_public_key_is_public_and_matches_the_signing_key(api_client):
-    response = api_client().get("/api/push/vapid-public-key/")
+def test_vapid_public_key_matches_the_signing_key(api_client, as_user, alice):
+    assert api_client().get("/api/push/vapid-public-key/").status_code == 401
+    response = as_user(alice).get("/api/push/vapid-public-key/")
     assert response.status_code == 200
     key = response.json()["public_key"]
     assert key == push.vapid_public_key()

@@ -76,10 +76,15 @@ def deployment() -> Iterator[PushDeployment]:
         )
         stack.callback(stop, worker)
         # The key the page is given is the one every push must be signed with.
-        key = httpx.get(f"{p1.http}/api/push/vapid-public-key/", timeout=30).json()["public_key"]
-        service = PushService(expected_key=key).start()
+        service = PushService().start()
         stack.callback(service.stop)
-        yield PushDeployment(tmp, database_url, redis_url, users, p1, p2, service, log)
+        deployment = PushDeployment(tmp, database_url, redis_url, users, p1, p2, service, log)
+        service.expected_key = httpx.get(
+            f"{p1.http}/api/push/vapid-public-key/",
+            headers=bearer(deployment.tokens("service", p1).access),
+            timeout=30,
+        ).json()["public_key"]
+        yield deployment
         assert worker.poll() is None, tail(log)
 
 
