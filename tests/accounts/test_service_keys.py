@@ -199,7 +199,9 @@ def test_the_admin_lists_keys_and_shows_a_new_one_once(admin_client: Client) -> 
 
 def test_a_key_never_reaches_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
     _, key = create_key("log-bot", "rooms:post")
-    record = logging.LogRecord("t", logging.WARNING, __file__, 1, "got %s", (f"Api-Key {key}",), None)
+    record = logging.LogRecord(
+        "t", logging.WARNING, __file__, 1, "got %s", (f"Api-Key {key}",), None
+    )
     RedactSecretsFilter().filter(record)
     assert key.split(".")[1] not in record.getMessage()
     assert "Api-Key [redacted]" in record.getMessage()
