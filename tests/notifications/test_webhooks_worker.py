@@ -5,6 +5,8 @@ failing receiver: retries with backoff, the endpoint disabled, its owner notifie
 
 import contextlib
 import json
+import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +15,7 @@ import httpx
 import pytest
 
 from tests.support.queue import Queue, start_queue, wait_until
-from tests.support.rig import Server, start_servers
+from tests.support.rig import PYTHON, ROOT, Server, free_port, popen, start_servers, stop
 from tests.support.webhooks import Receiver
 
 pytestmark = pytest.mark.processes
@@ -134,3 +136,62 @@ def test_a_service_gets_signed_events_then_a_failing_endpoint_is_disabled(
         assert len(receiver.received) == 4
     finally:
         receiver.stop()
+
+
+def test_the_receiver_example_registers_verifies_and_prints_events(
+    site: tuple[Queue, Server, dict[str, Any]],
+) -> None:
+    """docs/examples/webhook_receiver.py, run as a service would: register, serve, receive."""
+    queue, web, setup = site
+    example = str(ROOT / "docs" / "examples" / "webhook_receiver.py")
+    port = free_port()
+    env = {**queue.env, "HERALD_API_KEY": setup["key"]}
+    url = f"http://127.0.0.1:{port}/hook"
+    registered = subprocess.run(
+        [PYTHON, example, "register", web.http, url, "message.created"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert registered.returncode == 0, registered.stderr
+    secret = registered.stdout.strip().splitlines()[-1]
+    assert secret.startswith("whsec_")
+    log = queue.tmp / "receiver-example.log"
+    process = popen(
+        [PYTHON, example, "serve", str(port)], env={**env, "WEBHOOK_SECRET": secret}, log=log
+    )
+    try:
+        wait_until(lambda: _listening(port), what="the example receiver")
+        posted = httpx.post(
+            f"{web.http}/api/rooms/{setup['room']}/messages/",
+            json={"body": "from the example"},
+            headers={"Authorization": f"Api-Key {setup['key']}"},
+            timeout=30,
+        )
+        assert posted.status_code == 201
+        line = wait_until(
+            lambda: next((x for x in log.read_text().splitlines() if x.startswith("{")), None),
+            what="an event line",
+        )
+        event = json.loads(line)
+        assert event["type"] == "message.created"
+        assert event["data"]["message"]["body"] == "from the example"
+        forged = httpx.post(
+            url,
+            content=b'{"type": "message.created"}',
+            headers={
+                "webhook-id": "msg_x",
+                "webhook-timestamp": "1",
+                "webhook-signature": "v1,AAAA",
+            },
+        )
+        assert forged.status_code == 401
+    finally:
+        stop(process)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
