@@ -74,7 +74,9 @@ class NotificationListFilter(serializers.Serializer):
 class NotificationListView(APIView):
     """``GET``: the caller's notifications; ``POST`` (senders): store and push to recipients."""
 
-    service_scopes = {"POST": Scope.NOTIFICATIONS_SEND}
+    # Any service key may read its own account's notifications (e.g. "Webhook endpoint
+    # disabled"); sending takes the scope.
+    service_scopes = {"POST": Scope.NOTIFICATIONS_SEND, "GET": None}
 
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method == "POST":

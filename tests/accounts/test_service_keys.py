@@ -156,7 +156,7 @@ def test_a_key_reaches_only_the_routes_of_its_scopes(alice: Any) -> None:
     client = keyed(key)
     for method, path in [
         ("get", "/api/rooms/"),
-        ("get", "/api/notifications/"),
+        ("post", "/api/notifications/read-all/"),
         ("post", "/api/auth/ws-ticket/"),
         ("post", "/api/rooms/1/messages/"),
     ]:

@@ -342,3 +342,12 @@ def test_endpoints_and_deliveries_in_the_admin(private_ok: None, admin_client: A
     assert detail.status_code == 200
     assert created["secret"] not in detail.content.decode()
     assert admin_client.get("/admin/notifications/webhookdelivery/").status_code == 200
+
+
+def test_a_service_reads_its_own_notifications_with_any_key(alice: Any) -> None:
+    bot, client = service("reader-bot", "rooms:post")
+    services.notification_create(recipient_ids=[bot.pk], title="Webhook endpoint disabled")
+    services.notification_create(recipient_ids=[alice.pk], title="not the bot's")
+    answer = client.get("/api/notifications/")
+    assert answer.status_code == 200
+    assert [n["title"] for n in answer.json()["results"]] == ["Webhook endpoint disabled"]
