@@ -23,8 +23,11 @@ class User(AbstractUser):
 
     # A service account (docs/security.md, "Service keys"): a program, not a person. It acts
     # through its ``ServiceKey``s; it has no usable password.
+    # db_default: rows inserted without the column (older code, historical models in data
+    # migrations) are people.
     is_service = models.BooleanField(
         default=False,
+        db_default=False,
         help_text="A service account: authenticates with API keys (Authorization: Api-Key).",
     )
 
