@@ -169,8 +169,12 @@ def schedule_for(rows: list[Notification]) -> None:
     transaction that stores ``rows``; costs nothing before commit, one query (and one queue
     insert when someone may get a push) after."""
     pairs = [(n.pk, n.recipient_id) for n in rows]
+
+    def enqueue_push() -> None:  # robust: a failure is logged; the notification stands
+        _enqueue(pairs)
+
     if pairs:
-        transaction.on_commit(functools.partial(_enqueue, pairs), robust=True)
+        transaction.on_commit(enqueue_push, robust=True)
 
 
 def _enqueue(pairs: list[tuple[int, int]]) -> None:
