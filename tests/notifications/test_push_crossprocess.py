@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.processes, pytest.mark.crossprocess]
 
 PASSWORD = "push-Pw-4b2e-xproc"
 PUSH_WITHIN = 5.0  # s from the POST to the push service receiving it
-USERS = ["service", "online", "offline", "gone", "closer"]
+USERS = ["service", "online", "offline", "gone", "closer", "flaky"]
 
 
 @dataclass
@@ -172,3 +172,17 @@ def test_gone_subscription_is_deleted(deployment: PushDeployment) -> None:
             break
         assert time.monotonic() < deadline, (devices, tail(d.worker_log))
         time.sleep(0.1)
+
+
+def test_a_failing_push_service_is_retried_through_the_queue(deployment: PushDeployment) -> None:
+    d = deployment
+    access = subscribe(d, "flaky")
+    d.service.answers["flaky"] = 503
+    notify(d, ["flaky"], "Try again")
+    d.service.wait_for("flaky", timeout=PUSH_WITHIN + 1)  # answered 503
+    d.service.answers["flaky"] = 201
+    first, again = d.service.wait_for("flaky", count=2, timeout=20)
+    assert again.message == first.message
+    assert again.at - first.at >= 4  # the queue's delay, not an immediate loop
+    devices = httpx.get(f"{d.p1.http}/api/push/subscriptions/", headers=bearer(access), timeout=30)
+    assert len(devices.json()) == 1  # kept
