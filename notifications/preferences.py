@@ -80,7 +80,7 @@ def quiet_hours_of(prefs: Preferences | None) -> QuietHours | None:
 
 def preferences_get(*, user_id: int) -> dict[str, Any]:
     """The user's preferences as the API shows them: ``{push, email_digest, quiet_hours,
-    muted_rooms}`` (room ids ascending)."""
+    muted_rooms}`` (ids of muted rooms the user is still a member of, ascending)."""
     prefs = _stored(user_id)
     if prefs is None:
         return {**DEFAULTS, "muted_rooms": []}
@@ -89,7 +89,11 @@ def preferences_get(*, user_id: int) -> dict[str, Any]:
         "push": prefs.push,
         "email_digest": prefs.email_digest,
         "quiet_hours": quiet.as_dict() if quiet else None,
-        "muted_rooms": sorted(prefs.muted_rooms.values_list("pk", flat=True)),
+        # Only rooms the user is still in: one they left would make the next PATCH of the
+        # list they read fail (a muted room must be theirs).
+        "muted_rooms": sorted(
+            prefs.muted_rooms.filter(members=user_id).values_list("pk", flat=True)
+        ),
     }
 
 

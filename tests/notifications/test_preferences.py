@@ -181,3 +181,17 @@ def test_service_worker_is_served_at_the_root(client):
     body = response.content.decode()
     assert "showNotification" in body
     assert "openWindow" in body
+
+
+def test_a_room_one_left_drops_out_of_the_muted_list(as_user, alice, bob, rooms):
+    shared, bobs = rooms
+    client = as_user(bob)
+    assert (
+        client.patch(URL, {"muted_rooms": [shared.pk, bobs.pk]}, format="json").status_code == 200
+    )
+    chat_services.room_member_remove(
+        room_id=shared.pk, actor_id=bob.pk, actor_is_staff=False, user_id=bob.pk
+    )
+    assert client.get(URL).json()["muted_rooms"] == [bobs.pk]
+    # what the page read can be sent back as it is
+    assert client.patch(URL, {"muted_rooms": [bobs.pk]}, format="json").status_code == 200
