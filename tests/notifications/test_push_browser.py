@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, DESKTOP, PASSWORD, Site, start_site
+from tests.support.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DESKTOP,
+    PASSWORD,
+    Site,
+    screenshot,
+    start_site,
+)
 
 pytestmark = [pytest.mark.processes, pytest.mark.e2e]
 
@@ -89,6 +97,7 @@ def test_preferences_are_saved_from_the_page(site: Site, page: Any) -> None:
     page.reload()
     expect(page.get_by_label("How often")).to_have_value("hourly")
     expect(page.get_by_label("Time zone")).to_have_value("Asia/Tokyo")
+    screenshot(page, "settings")
 
 
 def test_mute_from_the_room_menu_and_unmute_in_settings(site: Site, page: Any) -> None:
