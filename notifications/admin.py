@@ -14,7 +14,13 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from . import services, webhooks
-from .models import Notification, WebhookDelivery, WebhookEndpoint
+from .models import (
+    Notification,
+    Preferences,
+    PushSubscription,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .serializers import MAX_DATA_BYTES, MAX_RECIPIENTS
 
 SEND_PERMISSION = "notifications.send_notification"
@@ -209,3 +215,26 @@ class WebhookDeliveryAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(admin.ModelAdmin):
+    """Users' notification preferences (docs/protocol.md, "Preferences and Web Push")."""
+
+    list_display = ["user", "push", "email_digest", "quiet_start", "quiet_end", "quiet_timezone"]
+    list_filter = ["push", "email_digest"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]
+    filter_horizontal = ["muted_rooms"]
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(admin.ModelAdmin):
+    """Browsers subscribed to Web Push; deleting one stops pushes to that browser."""
+
+    list_display = ["user", "user_agent", "created_at"]
+    search_fields = ["user__username", "endpoint"]
+    readonly_fields = ["user", "endpoint", "p256dh", "auth", "user_agent", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # only a browser can subscribe itself

@@ -271,3 +271,17 @@ def test_production_settings_require_the_vapid_key_and_subject(env, refused, tmp
         assert "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required" in result.stderr
     else:
         assert result.returncode == 0, result.stderr
+
+
+def test_staff_see_subscriptions_and_preferences_in_the_admin(client, alice, as_user, service):
+    subscribe(as_user(alice), service.subscribe("a1"))
+    as_user(alice).patch(PREFS, {"email_digest": "off"}, format="json")
+    admin = get_user_model().objects.create_superuser("root", password="pw-root-admin-1")
+    client.force_login(admin)
+    subs = client.get("/admin/notifications/pushsubscription/")
+    assert subs.status_code == 200
+    assert "Firefox/140" in subs.content.decode()
+    assert client.get("/admin/notifications/pushsubscription/add/").status_code == 403
+    prefs = client.get("/admin/notifications/preferences/")
+    assert prefs.status_code == 200
+    assert "alice" in prefs.content.decode()
