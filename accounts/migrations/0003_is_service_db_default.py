@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('accounts', '0002_digest_state'),
+        ('accounts', '0002_service_keys'),
     ]
 
     operations = [
