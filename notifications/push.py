@@ -268,11 +268,12 @@ def send(subscription: PushSubscription, notification: Notification) -> bool:
 
 
 def push_notifications(notification_ids: list[int]) -> Delivery:
-    """Push each of the notifications to its recipient's subscriptions, unless the recipient
-    has an open socket now, push off, quiet hours now, or muted the notification's room
-    (``data.room``). A send that fails for another reason than 404/410 is retried through the
+    """Push each of the notifications to its recipient's subscriptions, unless it was read
+    meanwhile or the recipient has an open socket now, push off, quiet hours now, or muted the
+    notification's room (``data.room``). A send that fails for another reason than 404/410 is retried through the
     queue (:func:`retry`, first after ``RETRY_FIRST``)."""
-    notifications = list(Notification.objects.filter(pk__in=notification_ids))
+    # Read meanwhile (on another device, or by the API): nothing to tell.
+    notifications = list(Notification.objects.filter(pk__in=notification_ids, read_at__isnull=True))
     users = sorted({n.recipient_id for n in notifications})
     prefs = {
         p.user_id: p

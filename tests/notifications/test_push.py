@@ -171,6 +171,9 @@ def test_push_off_quiet_hours_and_muted_room_suppress_push(as_user, alice, bob, 
     client.patch(PREFS, {"quiet_hours": None, "push": False}, format="json")
     assert push.push_notifications([notify(alice, "push off").pk]).sent == 0
     client.patch(PREFS, {"push": True}, format="json")
+    read = notify(alice, "read already")
+    services.notification_mark_read(user_id=alice.pk, ids=[read.pk])
+    assert push.push_notifications([read.pk]).sent == 0
     assert push.push_notifications([notify(alice, "back").pk]).sent == 1
     assert [m["title"] for m in service.messages("a1")] == ["elsewhere", "back"]
 
