@@ -116,7 +116,15 @@ def check_endpoint(endpoint: str) -> None:
     """Raise :class:`SubscriptionError` unless ``endpoint`` is an ``https`` URL with a host, or
     plain ``http`` to a loopback address where ``HERALD["PUSH_ALLOW_LOOPBACK"]`` allows it
     (``HERALD_WEBHOOK_ALLOW_PRIVATE=1``, DEBUG, tests: a local push service)."""
-    parts = urlsplit(endpoint)
+    # A URI is ASCII (RFC 3986 §2); anything else (a lone surrogate, a control character)
+    # could not even be stored.
+    if not endpoint.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in endpoint):
+        raise SubscriptionError("endpoint", "endpoint must be an https URL")
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        raise SubscriptionError("endpoint", "endpoint must be an https URL") from None
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and parts.hostname and settings.HERALD["PUSH_ALLOW_LOOPBACK"]:
@@ -156,6 +164,8 @@ def subscription_save(
 
 def subscription_delete(*, user_id: int, endpoint: str) -> bool:
     """Delete the user's subscription with this endpoint; whether there was one."""
+    if not endpoint.isascii():  # never stored (check_endpoint), and unsafe to query with
+        return False
     deleted, _ = PushSubscription.objects.filter(user_id=user_id, endpoint=endpoint).delete()
     return bool(deleted)
 

@@ -2,6 +2,7 @@
 ``notifications.push`` sends, checked by a real push service on 127.0.0.1
 (``tests.support.pushservice``: VAPID signature verified, body decrypted)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -91,6 +92,15 @@ def _bad(sub, **change):
         ({"endpoint": "http://10.0.0.1/x"}, "invalid", "endpoint"),  # http, not loopback
         ({"endpoint": "ftp://127.0.0.1/x"}, "invalid", "endpoint"),
         ({"endpoint": "https:///nohost"}, "invalid", "endpoint"),
+        (
+            {"endpoint": "https://push.example.net/\ud800"},
+            "surrogate_characters_not_allowed",
+            "endpoint",
+        ),
+        ({"endpoint": "https://push.example.net/caf\u00e9"}, "invalid", "endpoint"),
+        ({"endpoint": "https://push.example.net/a b"}, "invalid", "endpoint"),
+        ({"endpoint": "https://push.example.net:99999999/x"}, "invalid", "endpoint"),
+        ({"endpoint": "https://push.example.net:port/x"}, "invalid", "endpoint"),
         ({"p256dh": b64url(b"\x04" + b"\x01" * 64)}, "invalid", "keys.p256dh"),  # not on curve
         ({"p256dh": b64url(b"\x04" * 33)}, "invalid", "keys.p256dh"),  # wrong length
         ({"p256dh": "not base64url!"}, "invalid", "keys.p256dh"),
@@ -101,7 +111,9 @@ def _bad(sub, **change):
 )
 def test_bad_subscription_is_a_400(as_user, alice, service, change, code, field):
     sub = service.subscribe("bad")
-    response = as_user(alice).post(SUBS, _bad(sub, **change), format="json")
+    # json.dumps writes a lone surrogate as the escape "\ud800", as a client could
+    body = json.dumps(_bad(sub, **change))
+    response = as_user(alice).post(SUBS, body, content_type="application/json")
     assert response.status_code == 400, response.content
     assert response.json()["code"] == code, response.json()
     assert field in response.json()["errors"]
