@@ -15,7 +15,7 @@ from django.utils import timezone
 from realtime import publisher
 from realtime.groups import user_group
 
-from . import events, preferences, push, selectors, webhooks
+from . import digests, events, preferences, push, selectors, webhooks
 from .models import Notification, NotificationCounter
 from .serializers import notification_payload
 from .webhooks import emit_event  # chat raises webhook events through this module
@@ -126,6 +126,7 @@ def notification_create(
                 (user_group(n.recipient_id), events.notification_created(notification_payload(n)))
                 for n in rows
             )
+            digests.schedule_for([n.recipient_id for n in rows])
             push.schedule_for(rows)  # after commit, after the live publish: never in its way
     except IntegrityError:
         # A concurrent call with the same idempotency key won the race: answer with its batch.

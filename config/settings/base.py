@@ -171,6 +171,11 @@ if REDIS_URL:
         }
     }
 
+# Where digests go: django-environ's EMAIL_URL syntax (smtp+tls://user:pass@host:587,
+# smtp+ssl://...:465, smtp://..., consolemail://, filemail:///path); the console by default.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("HERALD_EMAIL_FROM", default="Herald <herald@localhost>")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.LoginSessionJWTAuthentication",
@@ -246,6 +251,10 @@ HERALD = {
     "REDIS_PREFIX": env.str("HERALD_CHANNEL_PREFIX", default="herald"),
     # Bearer token a Prometheus scraper sends to /metrics; unset: staff sessions only.
     "METRICS_TOKEN": env.str("HERALD_METRICS_TOKEN", default=""),
+    # Email digests (docs/protocol.md, "Email digests"): a notification unread this long (s) is due.
+    "EMAIL_AFTER": env.int("HERALD_EMAIL_AFTER", default=900),
+    # The address people open Herald at, for links in emails and pushes.
+    "PUBLIC_URL": env.str("HERALD_PUBLIC_URL", default="http://localhost:8000"),
 }
 
 # Background work (config/tasks.py, docs/deployment.md "Background workers"): a queue in this
