@@ -24,8 +24,8 @@ run: $(VENV)/.run-installed
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py herald_demo
 	$(BIN)/python manage.py collectstatic --noinput -v 0
-	@echo "Herald on http://$(HOST):$(PORT)/ (Ctrl-C stops)"
-	$(BIN)/python -m config.serve -b $(HOST) -p $(PORT)
+	@echo "Herald on http://$(HOST):$(PORT)/ with one background worker (Ctrl-C stops both)"
+	$(BIN)/python -m config.serve --worker -b $(HOST) -p $(PORT)
 
 # Tests always use config.settings.test, whatever DJANGO_SETTINGS_MODULE the shell exports.
 # `make test` runs everything: the browser client's unit tests, then every pytest tier.

@@ -1,4 +1,5 @@
-"""Django admin for users (login sessions and open sockets inline) and login sessions."""
+"""Django admin for users (login sessions and open sockets inline), login sessions and service
+keys."""
 
 from typing import Any
 
@@ -8,11 +9,13 @@ from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
+from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
 from realtime.census import asocket_census
 
 from . import services
-from .models import LoginSession, User
+from .models import LoginSession, ServiceKey, User
 
 
 def _census(user: User) -> dict[str, int]:
@@ -54,7 +57,12 @@ class UserAdmin(BaseUserAdmin):
     to send the selected users a notification."""
 
     inlines = [LoginSessionInline]
-    fieldsets = [*BaseUserAdmin.fieldsets, ("Live", {"fields": ["open_sockets"]})]  # type: ignore[misc]
+    fieldsets = [
+        *BaseUserAdmin.fieldsets,  # type: ignore[misc]
+        ("Service account", {"fields": ["is_service"]}),
+        ("Live", {"fields": ["open_sockets"]}),
+    ]
+    list_filter = [*BaseUserAdmin.list_filter, "is_service"]
     readonly_fields = ["open_sockets"]
     actions = ["send_notification"]
 
@@ -117,3 +125,38 @@ class LoginSessionAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+# Herald's keys are ServiceKeys; the library's own APIKey model is unused.
+admin.site.unregister(APIKey)
+
+
+@admin.register(ServiceKey)
+class ServiceKeyAdmin(APIKeyModelAdmin):
+    """Service keys (docs/security.md, "Service keys"): djangorestframework-api-key's admin, so
+    a key added here is shown once in a message, and revoking is ticking "revoked" (final).
+    The account must be a service account; scopes are a JSON list of scope names."""
+
+    list_display = [
+        "prefix",
+        "name",
+        "user",
+        "scopes",
+        "created",
+        "last_used_at",
+        "expiry_date",
+        "_has_expired",
+        "revoked",
+    ]
+    list_filter = ["revoked", "created"]
+    list_select_related = ["user"]
+    search_fields = ["name", "prefix", "user__username"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return (*super().get_readonly_fields(request, obj), "last_used_at")
+
+    @admin.action(description="Revoke selected service keys (final)")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ServiceKey]) -> None:
+        count = queryset.filter(revoked=False).update(revoked=True)
+        self.message_user(request, f"Revoked {count} service key(s).")

@@ -244,7 +244,10 @@ class SessionDetailView(APIView):
 
 
 class MeView(APIView):
-    """``GET /api/me/``: ``{id, username, display_name}``."""
+    """``GET /api/me/``: ``{id, username, display_name}``; with a service key, its service
+    account."""
+
+    service_scopes = {"GET": None}  # any service key
 
     @extend_schema(
         tags=["me"],

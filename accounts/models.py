@@ -6,7 +6,9 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractUser
+from django.core.exceptions import ValidationError
 from django.db import models
+from rest_framework_api_key.models import AbstractAPIKey
 
 
 class User(AbstractUser):
@@ -18,6 +20,16 @@ class User(AbstractUser):
     (``accounts.receivers``, docs/security.md). ``QuerySet.update`` bypasses this, as it
     bypasses every ``save``.
     """
+
+    # A service account (docs/security.md, "Service keys"): a program, not a person. It acts
+    # through its ``ServiceKey``s; it has no usable password.
+    # db_default: rows inserted without the column (older code, historical models in data
+    # migrations) are people.
+    is_service = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="A service account: authenticates with API keys (Authorization: Api-Key).",
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -88,3 +100,46 @@ class LoginSession(models.Model):
     def is_active(self) -> bool:
         """True while the session is not revoked."""
         return self.revoked_at is None
+
+
+class Scope(models.TextChoices):
+    """What a service key may do (docs/security.md, "Service keys")."""
+
+    NOTIFICATIONS_SEND = "notifications:send", "send notifications"
+    ROOMS_POST = "rooms:post", "post messages to the rooms its service user belongs to"
+    WEBHOOKS_MANAGE = "webhooks:manage", "register and delete webhook endpoints"
+
+
+def validate_scopes(value: Any) -> None:
+    """Raise ``ValidationError`` unless ``value`` is a list of known scope names."""
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError("Scopes are a list of scope names.", code="invalid")
+    unknown = sorted(set(value) - set(Scope.values))
+    if unknown:
+        raise ValidationError(
+            f"Unknown scope(s): {', '.join(unknown)}. Known: {', '.join(Scope.values)}.",
+            code="unknown_scope",
+        )
+
+
+class ServiceKey(AbstractAPIKey):
+    """An API key of a service account: ``Authorization: Api-Key <prefix>.<secret>``.
+
+    djangorestframework-api-key stores only a hash of the key and its 8-character ``prefix``
+    (shown in the admin and used to revoke it); the key itself is shown once, when created.
+    ``scopes`` lists what the key may do (:class:`Scope`); ``last_used_at`` moves at most once
+    a minute. A revoked key cannot be un-revoked (the library refuses).
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="service_keys",
+        limit_choices_to={"is_service": True},
+    )
+    scopes = models.JSONField(default=list, validators=[validate_scopes])
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "service key"
+        verbose_name_plural = "service keys"

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from accounts.permissions import Scope
 from config.openapi import AUTHENTICATED, cursor_page, error_response, errors
 
 from . import selectors, services
@@ -238,7 +239,11 @@ class RoomMemberView(APIView):
 class RoomMessagesView(APIView):
     """``GET``: history, newest first: ``{next, previous, results}`` where ``next`` is the
     older page (``?before=``) and ``previous`` the newer one (``?after=``), ``null`` at either
-    end. ``POST {body, client_id?, reply_to?}`` → ``201`` the message, pushed live like a socket's send."""
+    end. ``POST {body, client_id?, reply_to?}`` → ``201`` the message, pushed live like a
+    socket's send; services post with a key of scope ``rooms:post``, as their account, a
+    member."""
+
+    service_scopes = {"POST": Scope.ROOMS_POST}
 
     @extend_schema(
         tags=["rooms"],

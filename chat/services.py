@@ -6,6 +6,7 @@ commit.
 
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import emoji as emoji_library
@@ -88,6 +89,26 @@ def _publish_listed(kind: str, *, room_id: int, user_ids: list[int] | None = Non
 
 def _publish_joined(*, room_id: int, user_ids: list[int]) -> None:
     _publish_listed("room.joined", room_id=room_id, user_ids=user_ids)
+
+
+def _emit(event_type: str, room_id: int, data: Any) -> None:
+    """Raise a webhook event of the room for the service accounts that belong to it (a query
+    only when some endpoint exists: ``notifications.services.emit_event``)."""
+    notification_services.emit_event(
+        event_type,
+        data,
+        room_member_ids=lambda owners: Membership.objects.filter(
+            room_id=room_id, user_id__in=owners
+        ).values_list("user_id", flat=True),
+    )
+
+
+def _member(room_id: int, user_id: int) -> Callable[[], dict[str, Any]]:
+    def data() -> dict[str, Any]:
+        user = get_user_model().objects.filter(pk=user_id).values("id", "username").first()
+        return {"room": room_id, "user": user or {"id": user_id}}
+
+    return data
 
 
 def room_create(*, creator_id: int, name: str, member_ids: list[int] | None = None) -> Room:
@@ -240,6 +261,7 @@ def room_member_add(
                         )
                     )
                     _publish_joined(room_id=room.pk, user_ids=[user_id])
+                    _emit("member.joined", room.pk, _member(room.pk, user_id))
                     return membership, True
             except _Unchanged:
                 existing = Membership.objects.get(room=room, user_id=user_id)
@@ -270,6 +292,7 @@ def room_member_remove(*, room_id: int, actor_id: int, user_id: int) -> None:
         seq = _next_seq(room_id=room.pk)
         deleted = 0
         if 0 < user_id <= selectors.MAX_ID:
+            _emit("member.left", room.pk, _member(room.pk, user_id))  # the leaver is told too
             deleted, _ = Membership.objects.filter(room=room, user_id=user_id).delete()
         if not deleted:
             raise ChatNotFound("No such member in this room.")
@@ -476,6 +499,9 @@ def room_message_send(
             )
         ]
     )
+    _emit(
+        "message.created", room_id, lambda: {"room": room_id, "message": message_payload(message)}
+    )
     return message
 
 
@@ -522,7 +548,9 @@ def message_edit(*, room_id: int, message_id: int, user_id: int, body: str) -> d
             user_id=user_id,
         )
         change.save()
-        return dict(_publish_change(change)["message"])
+        payload = dict(_publish_change(change)["message"])
+        _emit("message.updated", room_id, {"room": room_id, "message": payload})
+        return payload
 
 
 def message_delete(*, room_id: int, message_id: int, user_id: int) -> dict[str, Any]:
@@ -556,7 +584,9 @@ def message_delete(*, room_id: int, message_id: int, user_id: int) -> dict[str, 
             user_id=user_id,
         )
         change.save()
-        return dict(_publish_change(change)["message"])
+        payload = dict(_publish_change(change)["message"])
+        _emit("message.deleted", room_id, {"room": room_id, "message": payload})
+        return payload
 
 
 def _valid_emoji(value: str) -> str:

@@ -19,15 +19,17 @@ from typing import Any
 
 import structlog
 
-# `token=` / `ticket=` query parameters, bearer subprotocols and Authorization headers.
+# `token=` / `ticket=` query parameters, bearer subprotocols, Authorization headers (bearer
+# and service keys: `Api-Key <key>`) and webhook signing secrets (`whsec_…`).
 _SECRET = re.compile(
-    r"((?:[?&](?:token|ticket)=)|(?:bearer[.\s]))[^\s&\"',;]+",
+    r"((?:[?&](?:token|ticket)=)|(?:bearer[.\s])|(?:api-key\s+)|(?:whsec_))[^\s&\"',;]+",
     re.IGNORECASE,
 )
 
 
 def redact(text: str) -> str:
-    """Return ``text`` with every token or ticket value replaced by ``[redacted]``."""
+    """Return ``text`` with every token, ticket, API key or webhook secret replaced by
+    ``[redacted]``."""
     return _SECRET.sub(r"\1[redacted]", text)
 
 

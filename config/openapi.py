@@ -2,7 +2,7 @@
 
 drf-spectacular builds the schema at ``/api/schema/`` from the views' ``@extend_schema``
 annotations; this module holds what they have in common. Importing it registers
-:class:`BearerScheme`, so every module that documents a view imports it.
+:class:`BearerScheme` and :class:`ServiceKeyScheme`, so every module that documents a view imports it.
 """
 
 from typing import Any
@@ -42,6 +42,28 @@ class BearerScheme(OpenApiAuthenticationExtension):
             "session is revoked (`session_revoked`)."
         )
         return scheme
+
+
+class ServiceKeyScheme(OpenApiAuthenticationExtension):
+    """``Authorization: Api-Key <key>`` of a service account (docs/security.md, "Service
+    keys")."""
+
+    target_class = "accounts.authentication.ServiceKeyAuthentication"
+    name = "serviceKeyAuth"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": (
+                "`Api-Key <key>`: a service account's key from `manage.py herald_service_key "
+                "create`. The request acts as the service account; the key reaches only the "
+                "routes of its scopes (`notifications:send`, `rooms:post`, `webhooks:manage`; "
+                "else 403 `scope_required`) and `GET /api/me/`. A revoked or unknown key: 401 "
+                "`invalid_api_key`."
+            ),
+        }
 
 
 def error_response(status: int, detail: str, code: str, description: str) -> OpenApiResponse:

@@ -8,11 +8,19 @@ close frame with 1001 ("going away", RFC 6455 §7.4.1) before daphne stops; plai
 them without one (clients see 1006). Other arguments pass through to daphne, e.g.
 ``python -m config.serve -b 0.0.0.0 -p 8000``; the application defaults to
 ``config.asgi:application``.
+
+``--worker`` (``make run``) also starts one background worker, ``manage.py herald_worker``, as a
+child process with this environment, and stops it (SIGTERM: it finishes its current task) when
+daphne stops; on Linux the worker also dies if this process is killed. In production run the
+workers as their own services instead (docs/deployment.md, "Background workers").
 """
 
 import contextlib
 import os
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
 import daphne.cli
 from daphne.access import AccessLogGenerator
@@ -64,11 +72,51 @@ def daphne_argv(args: list[str]) -> list[str]:
     return argv
 
 
+WORKER_STOP_TIMEOUT = 15.0  # s for the worker to finish its task after SIGTERM, then SIGKILL
+
+
+def _die_with_parent() -> None:  # runs in the worker, between fork and exec
+    with contextlib.suppress(Exception):  # Linux only: PR_SET_PDEATHSIG = 1
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+def start_worker() -> subprocess.Popen[bytes]:
+    """``manage.py herald_worker`` beside this process, in a session of its own (a Ctrl-C in
+    the terminal reaches only this process, which then stops the worker once)."""
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.Popen(  # noqa: S603 (a fixed argv: this interpreter, manage.py)
+        [sys.executable, str(root / "manage.py"), "herald_worker"],
+        cwd=root,
+        start_new_session=True,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
+    )
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the worker finishes its current task), SIGKILL after ``WORKER_STOP_TIMEOUT``."""
+    if worker.poll() is None:
+        worker.terminate()
+        try:
+            worker.wait(WORKER_STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
 def main() -> None:
-    """Run daphne in this process with :func:`daphne_argv`."""
+    """Run daphne in this process with :func:`daphne_argv`; ``--worker``: and one worker."""
+    args = sys.argv[1:]
+    worker = start_worker() if "--worker" in args else None
+    args = [a for a in args if a != "--worker"]
     daphne.cli.AccessLogGenerator = RedactingAccessLog  # type: ignore[misc]
     daphne.cli.CommandLineInterface.server_class = GracefulServer
-    daphne.cli.CommandLineInterface().run(daphne_argv(sys.argv[1:]))
+    try:
+        daphne.cli.CommandLineInterface().run(daphne_argv(args))
+    finally:
+        if worker is not None:
+            stop_worker(worker)
 
 
 if __name__ == "__main__":

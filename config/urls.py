@@ -10,6 +10,7 @@ from . import errors, health, metrics
 
 urlpatterns = [
     path("", include("accounts.urls")),
+    path("", include("notifications.web_urls")),
     path("api/", include("accounts.api_urls")),
     path("api/", include("notifications.urls")),
     path("api/", include("chat.urls")),

@@ -8,12 +8,19 @@ from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from . import services
-from .models import Notification
+from . import services, webhooks
+from .models import (
+    Notification,
+    Preferences,
+    PushSubscription,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from .serializers import MAX_DATA_BYTES, MAX_RECIPIENTS
 
 SEND_PERMISSION = "notifications.send_notification"
@@ -131,3 +138,103 @@ class NotificationAdmin(admin.ModelAdmin):
             "form": form,
         }
         return TemplateResponse(request, "admin/notifications/notification/send.html", context)
+
+
+class WebhookDeliveryInline(admin.TabularInline):
+    """An endpoint's latest deliveries, read only."""
+
+    model = WebhookDelivery
+    extra = 0
+    can_delete = False
+    max_num = 0
+    fields = [
+        "event_type",
+        "status",
+        "attempts",
+        "status_code",
+        "latency_ms",
+        "error",
+        "created_at",
+    ]
+    readonly_fields = fields
+    ordering = ["-id"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    """Services' webhook endpoints (docs/protocol.md, "Webhooks"); the secret never shows."""
+
+    list_display = ["id", "url", "owner", "enabled", "failure_count", "disabled_at", "created_at"]
+    list_filter = ["enabled"]
+    search_fields = ["url", "owner__username"]
+    list_select_related = ["owner"]
+    exclude = ["secret"]
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+    readonly_fields = ["owner", "failure_count", "disabled_at", "created_at"]
+    inlines = [WebhookDeliveryInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # registered by services through the API, which shows the secret once
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if obj.enabled and "enabled" in form.changed_data:
+            obj.failure_count, obj.disabled_at = 0, None  # re-enabled: a fresh start
+        super().save_model(request, obj, form, change)
+        webhooks.endpoints_changed()
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        super().delete_model(request, obj)
+        webhooks.endpoints_changed()
+
+    def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
+        super().delete_queryset(request, queryset)
+        webhooks.endpoints_changed()
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """Every delivery and how it went: attempts, last status code, latency, error."""
+
+    list_display = [
+        "id",
+        "event_type",
+        "endpoint",
+        "status",
+        "attempts",
+        "status_code",
+        "latency_ms",
+        "created_at",
+        "last_attempt_at",
+    ]
+    list_filter = ["status", "event_type"]
+    search_fields = ["event_id", "endpoint__url"]
+    list_select_related = ["endpoint"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Preferences)
+class PreferencesAdmin(admin.ModelAdmin):
+    """Users' notification preferences (docs/protocol.md, "Preferences and Web Push")."""
+
+    list_display = ["user", "push", "email_digest", "quiet_start", "quiet_end", "quiet_timezone"]
+    list_filter = ["push", "email_digest"]
+    search_fields = ["user__username"]
+    raw_id_fields = ["user"]
+    filter_horizontal = ["muted_rooms"]
+
+
+@admin.register(PushSubscription)
+class PushSubscriptionAdmin(admin.ModelAdmin):
+    """Browsers subscribed to Web Push; deleting one stops pushes to that browser."""
+
+    list_display = ["user", "user_agent", "created_at"]
+    search_fields = ["user__username", "endpoint"]
+    readonly_fields = ["user", "endpoint", "p256dh", "auth", "user_agent", "created_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # only a browser can subscribe itself

@@ -16,6 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.permissions import Scope, ServiceKeyScopes, is_service_key
 from config.openapi import AUTHENTICATED, cursor_page, error_response, errors
 
 from . import selectors, services
@@ -43,11 +44,14 @@ SEND_PERMISSION = "notifications.send_notification"
 
 
 class CanSendNotifications(BasePermission):
-    """Users (services) holding ``notifications.send_notification``."""
+    """Users (services) holding ``notifications.send_notification``, or a service key with the
+    scope ``notifications:send`` (checked by ``ServiceKeyScopes``)."""
 
     message = "You may not send notifications."
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if is_service_key(request):
+            return True
         return bool(request.user and request.user.has_perm(SEND_PERMISSION))
 
 
@@ -70,10 +74,14 @@ class NotificationListFilter(serializers.Serializer):
 class NotificationListView(APIView):
     """``GET``: the caller's notifications; ``POST`` (senders): store and push to recipients."""
 
+    # Any service key may read its own account's notifications (e.g. "Webhook endpoint
+    # disabled"); sending takes the scope.
+    service_scopes = {"POST": Scope.NOTIFICATIONS_SEND, "GET": None}
+
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method == "POST":
-            return [IsAuthenticated(), CanSendNotifications()]
-        return [IsAuthenticated()]
+            return [IsAuthenticated(), ServiceKeyScopes(), CanSendNotifications()]
+        return [IsAuthenticated(), ServiceKeyScopes()]
 
     @extend_schema(
         tags=["notifications"],

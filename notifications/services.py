@@ -9,14 +9,16 @@ from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
+from django.dispatch import receiver
 from django.utils import timezone
 
 from realtime import publisher
 from realtime.groups import user_group
 
-from . import events, selectors
+from . import digests, events, preferences, push, selectors, webhooks
 from .models import Notification, NotificationCounter
 from .serializers import notification_payload
+from .webhooks import emit_event  # chat raises webhook events through this module
 
 _BATCH = 1000
 
@@ -124,6 +126,8 @@ def notification_create(
                 (user_group(n.recipient_id), events.notification_created(notification_payload(n)))
                 for n in rows
             )
+            digests.schedule_for([n.recipient_id for n in rows])
+            push.schedule_for(rows)  # after commit, after the live publish: never in its way
     except IntegrityError:
         # A concurrent call with the same idempotency key won the race: answer with its batch.
         if idempotency_key is None:
@@ -140,8 +144,12 @@ def notify_mention(
     each, numbered and pushed to every socket like any other (:func:`notification_create`).
 
     ``data`` is ``{kind: "mention", room, message}``. The one place a mention becomes a
-    notification, so that a user's preferences (e.g. a muted room) apply here.
+    notification, so that a user's preferences apply here: whoever muted ``data["room"]`` is
+    left out (docs/protocol.md, "Preferences").
     """
+    if user_ids and data.get("room") is not None:
+        muted = preferences.muted_user_ids(room_id=int(data["room"]), user_ids=user_ids)
+        user_ids = [pk for pk in user_ids if pk not in muted]
     if not user_ids:
         return NotificationBatch(count=0, ids=[])
     return notification_create(recipient_ids=user_ids, title=title[:200], body=body, data=data)
@@ -153,6 +161,35 @@ def _publish_read(*, user_id: int, ids: list[int] | None) -> int:
         [(user_group(user_id), events.notification_read(ids=ids, unread_count=unread))]
     )
     return unread
+
+
+def _emit_read(*, user_id: int, ids: list[int] | None) -> None:
+    """``notification.read`` for the endpoints of the services that sent the notifications
+    just read (``ids``, or every unread one): each learns only of its own notifications."""
+    if not webhooks.wanted("notification.read"):
+        return
+    unread = Notification.objects.filter(recipient_id=user_id, sender__isnull=False)
+    unread = unread.filter(pk__in=ids) if ids is not None else unread.filter(read_at__isnull=True)
+    by_sender: dict[int, list[int]] = {}
+    for pk, sender_id in unread.values_list("pk", "sender_id"):
+        by_sender.setdefault(sender_id, []).append(pk)
+    for sender_id, read in by_sender.items():
+        data = {"user": {"id": user_id}, "ids": sorted(read), "all": ids is None}
+        emit_event("notification.read", data, owner_ids=[sender_id])
+
+
+@receiver(webhooks.endpoint_disabled)
+def _notify_endpoint_disabled(
+    sender: Any, endpoint: Any, failures: int, error: str, **_: Any
+) -> None:
+    """Tell a webhook endpoint's owner that it was disabled (docs/protocol.md, "Webhooks")."""
+    notification_create(
+        recipient_ids=[endpoint.owner_id],
+        title="Webhook endpoint disabled",
+        body=f"{endpoint.url} failed {failures} times in a row (last: {error}). "
+        "Fix it, then register it again.",
+        data={"webhook_endpoint": endpoint.pk, "url": endpoint.url},
+    )
 
 
 def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
@@ -168,6 +205,7 @@ def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
                 "pk", flat=True
             )
         )
+        _emit_read(user_id=user_id, ids=mine)
         Notification.objects.filter(pk__in=mine, read_at__isnull=True).update(
             read_at=timezone.now()
         )
@@ -177,7 +215,20 @@ def notification_mark_read(*, user_id: int, ids: list[int]) -> int:
 def notification_mark_all_read(*, user_id: int) -> int:
     """Mark every notification of the user read; return the unread count after (0)."""
     with transaction.atomic():
+        _emit_read(user_id=user_id, ids=None)
         Notification.objects.filter(recipient_id=user_id, read_at__isnull=True).update(
             read_at=timezone.now()
         )
         return _publish_read(user_id=user_id, ids=None)
+
+
+def is_room_muted(user_id: int, room_id: int) -> bool:
+    """Whether the user muted the room (their preferences' ``muted_rooms``): a mention there
+    must not notify them, and nothing about it is pushed (docs/protocol.md, "Preferences")."""
+    return bool(preferences.muted_user_ids(room_id=room_id, user_ids=[user_id]))
+
+
+def muted_user_ids(*, room_id: int, user_ids: list[int]) -> set[int]:
+    """Which of ``user_ids`` muted the room, in one query: the recipients a mention in it
+    leaves out (docs/protocol.md, "Preferences")."""
+    return preferences.muted_user_ids(room_id=room_id, user_ids=user_ids)

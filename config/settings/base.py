@@ -30,6 +30,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI's files, served by us (no CDN)
+    "django_tasks",  # background work: Django's tasks API (config/tasks.py)
+    "django_tasks_db",  # its queue, in this database; task results in the admin
+    "rest_framework_api_key",  # service keys, stored hashed (accounts.ServiceKey)
     "channels",
     "realtime",
     "accounts",
@@ -168,12 +171,22 @@ if REDIS_URL:
         }
     }
 
+# Where digests go: django-environ's EMAIL_URL syntax (smtp+tls://user:pass@host:587,
+# smtp+ssl://...:465, smtp://..., consolemail://, filemail:///path); the console by default.
+vars().update(env.email_url("EMAIL_URL", default="consolemail://"))
+DEFAULT_FROM_EMAIL = env.str("HERALD_EMAIL_FROM", default="Herald <herald@localhost>")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.LoginSessionJWTAuthentication",
+        "accounts.authentication.ServiceKeyAuthentication",  # Authorization: Api-Key
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        # A service key reaches only the routes that name a scope it holds (docs/security.md).
+        "accounts.permissions.ServiceKeyScopes",
+    ],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.HeraldJSONParser"],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
@@ -205,6 +218,7 @@ SPECTACULAR_SETTINGS = {
         {"name": "me", "description": "The caller."},
         {"name": "notifications", "description": "Send (services), list and read notifications."},
         {"name": "rooms", "description": "Chat rooms, their members and their messages."},
+        {"name": "webhooks", "description": "Services' webhook endpoints (service keys)."},
     ],
 }
 
@@ -237,7 +251,26 @@ HERALD = {
     "REDIS_PREFIX": env.str("HERALD_CHANNEL_PREFIX", default="herald"),
     # Bearer token a Prometheus scraper sends to /metrics; unset: staff sessions only.
     "METRICS_TOKEN": env.str("HERALD_METRICS_TOKEN", default=""),
+    # Email digests (docs/protocol.md, "Email digests"): a notification unread this long (s) is due.
+    "EMAIL_AFTER": env.int("HERALD_EMAIL_AFTER", default=900),
+    # The address people open Herald at, for links in emails and pushes.
+    "PUBLIC_URL": env.str("HERALD_PUBLIC_URL", default="http://localhost:8000"),
 }
+
+# Background work (config/tasks.py, docs/deployment.md "Background workers"): a queue in this
+# database, run by ``manage.py herald_worker`` processes. A task RUNNING longer than
+# HERALD_TASK_LEASE s is taken for lost (its worker died) and run again.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+HERALD["TASK_LEASE"] = env.float("HERALD_TASK_LEASE", default=300.0)
+# Outbound webhooks (notifications/webhooks.py, docs/protocol.md "Webhooks"): attempts per
+# delivery and the first retry's delay (s, doubling, at most an hour), the receiver's time
+# limit (s), failed attempts in a row that disable an endpoint; ALLOW_PRIVATE lets endpoints
+# resolve to loopback and private addresses (tests, closed networks; SSRF otherwise).
+HERALD["WEBHOOK_ATTEMPTS"] = env.int("HERALD_WEBHOOK_ATTEMPTS", default=8)
+HERALD["WEBHOOK_BACKOFF"] = env.float("HERALD_WEBHOOK_BACKOFF", default=60.0)
+HERALD["WEBHOOK_TIMEOUT"] = env.float("HERALD_WEBHOOK_TIMEOUT", default=10.0)
+HERALD["WEBHOOK_DISABLE_AFTER"] = env.int("HERALD_WEBHOOK_DISABLE_AFTER", default=20)
+HERALD["WEBHOOK_ALLOW_PRIVATE"] = env.bool("HERALD_WEBHOOK_ALLOW_PRIVATE", default=False)
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=HERALD["ACCESS_TOKEN_LIFETIME"]),
@@ -277,3 +310,13 @@ LOGGING = {
         "django.channels.server": {"level": "WARNING"},
     },
 }
+
+# Web Push (notifications/push.py; docs/security.md, "Web Push"): the VAPID key pair that signs
+# every push (RFC 8292), as base64url of the raw 32-byte private key (what `web-push
+# generate-vapid-keys` prints) or PEM, and the contact the push services see (`mailto:` or
+# `https:`). dev.py generates a key when unset; production requires both.
+HERALD["VAPID_PRIVATE_KEY"] = env.str("HERALD_VAPID_PRIVATE_KEY", default="")
+HERALD["VAPID_SUBJECT"] = env.str("HERALD_VAPID_SUBJECT", default="")
+# Push endpoints must be https; plain http to a loopback address (a local push service) only
+# with this set, or in DEBUG.
+HERALD["PUSH_ALLOW_LOOPBACK"] = env.bool("HERALD_WEBHOOK_ALLOW_PRIVATE", default=DEBUG)

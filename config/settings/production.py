@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from config import metrics_dir
 
 from .base import *  # noqa: F403
-from .base import BASE_DIR, env
+from .base import BASE_DIR, HERALD, env
 
 metrics_dir.configure(BASE_DIR)  # before anything imports prometheus-client
 
@@ -20,6 +20,13 @@ if not SECRET_KEY:
         from .dev import SECRET_KEY  # noqa: F401  (the dev key file, with its warning)
     else:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
+if not (HERALD["VAPID_PRIVATE_KEY"] and HERALD["VAPID_SUBJECT"]):
+    if DEBUG:
+        from .dev import HERALD  # noqa: F811  (the dev Web Push key file, with its warning)
+    else:
+        raise ImproperlyConfigured(
+            "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required when DJANGO_DEBUG=0"
+        )
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("HERALD_SECURE_COOKIES", default=True)

@@ -1,21 +1,23 @@
-"""Send a notification from a service: ``python send_notification.py URL USER PASSWORD ID...``.
+"""Send a notification from a service: ``HERALD_API_KEY=<key> python send_notification.py URL ID...``.
 
-The service user needs the permission ``notifications.send_notification`` (Django admin, user →
-permissions). It logs in once for a token pair, posts, and retries safely: the same
-``idempotency_key`` twice stores nothing twice (docs/protocol.md, "HTTP API"). Needs ``pip install httpx``.
+The key is a service account's, with the scope ``notifications:send``:
+``python manage.py herald_service_key create my-service --scope notifications:send`` prints it
+once, on its last line (docs/security.md, "Service keys"). It comes from the environment, not
+the command line, so it stays out of shell history and process lists. The request retries safely:
+the same ``idempotency_key`` twice stores nothing twice (docs/protocol.md, "HTTP API"). Needs
+``pip install httpx``.
 """
 
+import os
 import sys
 import uuid
 
 import httpx
 
 
-def send(base_url: str, username: str, password: str, recipients: list[int]) -> dict:
-    with httpx.Client(base_url=base_url, timeout=30) as http:
-        login = http.post("/api/auth/token/", json={"username": username, "password": password})
-        login.raise_for_status()  # 401 {"detail", "code": "invalid_credentials"}
-        auth = {"Authorization": f"Bearer {login.json()['access']}"}
+def send(base_url: str, api_key: str, recipients: list[int]) -> dict:
+    auth = {"Authorization": f"Api-Key {api_key}"}  # 401 invalid_api_key once revoked
+    with httpx.Client(base_url=base_url, headers=auth, timeout=30) as http:
         body = {
             "recipients": recipients,
             "title": "Deploy finished",
@@ -25,7 +27,7 @@ def send(base_url: str, username: str, password: str, recipients: list[int]) -> 
         }
         for attempt in range(3):
             try:
-                answer = http.post("/api/notifications/", json=body, headers=auth)
+                answer = http.post("/api/notifications/", json=body)
             except httpx.TransportError:
                 if attempt == 2:
                     raise
@@ -37,5 +39,5 @@ def send(base_url: str, username: str, password: str, recipients: list[int]) -> 
 
 
 if __name__ == "__main__":
-    url, user, password, *ids = sys.argv[1:]
-    print(send(url, user, password, [int(i) for i in ids]))
+    url, *ids = sys.argv[1:]
+    print(send(url, os.environ["HERALD_API_KEY"], [int(i) for i in ids]))

@@ -267,6 +267,17 @@ class TestRepliesAndMentions:
             [bob.pk, carol.pk]
         )
 
+    def test_a_member_who_muted_the_room_is_not_notified_of_a_mention(
+        self, make_room, alice, bob, carol
+    ):
+        from notifications.preferences import room_mute_set
+
+        room = make_room(alice, bob, carol)
+        room_mute_set(user_id=carol.pk, room_id=room.pk, muted=True)
+        message = send(alice, room, "@bob @carol look")
+        assert [m["username"] for m in message.mentions] == ["bob", "carol"]  # still highlighted
+        assert list(Notification.objects.values_list("recipient_id", flat=True)) == [bob.pk]
+
     def test_a_plain_send_without_at_sign_reads_nothing_more(self, make_room, alice, bob):
         room = make_room(alice, bob)
         with CaptureQueriesContext(connection) as queries:

@@ -362,16 +362,21 @@ async def test_the_client_examples_send_listen_refresh_and_resume(cluster, ops_p
     short1, _ = short_pair
     cluster.create_users(["ops_listen"])
     listener = cluster.users["ops_listen"]
-    service = cluster.users["service"]
+    created = cluster.shell(
+        "from django.core.management import call_command\n"
+        "call_command('herald_service_key', 'create', 'ops-notifier', '--scope', "
+        "'notifications:send')"
+    )
+    api_key = created.strip().splitlines()[-1]  # printed once, alone on the last line
     examples = ROOT / "docs" / "examples"
 
     def send(title: str) -> None:
         out = subprocess.run(
-            [sys.executable, str(examples / "send_notification.py"), short1.http, service.name]
-            + [service.password, str(listener.id)],
+            [sys.executable, str(examples / "send_notification.py"), short1.http, str(listener.id)],
             capture_output=True,
             text=True,
             timeout=60,
+            env={**os.environ, "HERALD_API_KEY": api_key},
         )
         assert out.returncode == 0, out.stderr
         assert "'count': 1" in out.stdout

@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 SETTINGS = "config.settings.dev"
 SECRET_KEY = "herald-crossprocess-tests-not-a-secret-0123456789abcdefghij"
+VAPID_KEY = "eQ5UxumAFNqdoBcAj-Puoc3TLMXX7ehJsPxjDTOPJeI"  # Web Push signing key, tests only
 HEARTBEAT = 10  # s: HERALD_WS_HEARTBEAT for the servers, small enough for pings to flow
 START_TIMEOUT = 90.0  # s: for a process to answer (migrate, readyz); the machine may be loaded
 KEEP_LOGS = "HERALD_XPROC_KEEP_LOGS"  # set: the temporary directories (logs) are kept
@@ -141,6 +142,7 @@ def server_env(**extra: str) -> dict[str, str]:
     env.update(
         DJANGO_SETTINGS_MODULE=SETTINGS,
         DJANGO_SECRET_KEY=SECRET_KEY,
+        HERALD_VAPID_PRIVATE_KEY=VAPID_KEY,  # else dev settings write a key file
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         HERALD_WS_HEARTBEAT=str(HEARTBEAT),
         # Longer than any session: no token nears expiry (``auth.expiring``) mid-run, so the
