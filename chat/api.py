@@ -67,6 +67,8 @@ class RoomListView(APIView):
     {direct_with}``: the pair's one direct room, ``201`` when created, ``200`` when it existed.
     """
 
+    throttle_scope = "rooms"  # POST only (config.throttling)
+
     @extend_schema(
         tags=["rooms"],
         operation_id="rooms_list",
@@ -199,6 +201,8 @@ class RoomMessagesView(APIView):
     """``GET``: history, newest first: ``{next, previous, results}`` where ``next`` is the
     older page (``?before=``) and ``previous`` the newer one (``?after=``), ``null`` at either
     end. ``POST {body, client_id?}`` → ``201`` the message, pushed live like a socket's send."""
+
+    throttle_scope = "messages"  # POST only (config.throttling)
 
     @extend_schema(
         tags=["rooms"],

@@ -70,6 +70,8 @@ class NotificationListFilter(serializers.Serializer):
 class NotificationListView(APIView):
     """``GET``: the caller's notifications; ``POST`` (senders): store and push to recipients."""
 
+    throttle_scope = "notifications"  # POST only (config.throttling)
+
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method == "POST":
             return [IsAuthenticated(), CanSendNotifications()]
