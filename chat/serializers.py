@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from realtime.events import iso
+from realtime.text import validate_text
 
 from .models import MESSAGE_MAX_LENGTH, Membership, Message, Room
 
@@ -98,7 +99,7 @@ def _existing_user_ids(ids: list[int]) -> tuple[list[int], list[int]]:
 class RoomCreateSerializer(serializers.Serializer):
     """Body of ``POST /api/rooms/``: ``{name, members?: [user id]}`` or ``{direct_with: id}``."""
 
-    name = serializers.CharField(max_length=100, required=False)
+    name = serializers.CharField(max_length=100, required=False, validators=[validate_text])
     members = serializers.ListField(
         child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
         required=False,
@@ -151,11 +152,14 @@ class MemberAddSerializer(serializers.Serializer):
 class MessageCreateSerializer(serializers.Serializer):
     """Body of ``POST /api/rooms/{id}/messages/``: ``{body, client_id?}``.
 
-    ``body`` is trimmed, then 1..4000 characters (docs/protocol.md, "Shapes"); without
-    ``client_id`` the server picks one, so such posts are not deduplicated.
+    ``body`` is trimmed, then 1..4000 characters without control characters (docs/protocol.md,
+    "Shapes"; ``realtime.text``); without ``client_id`` the server picks one, so such posts are
+    not deduplicated.
     """
 
-    body = serializers.CharField(max_length=MESSAGE_MAX_LENGTH, trim_whitespace=True)
+    body = serializers.CharField(
+        max_length=MESSAGE_MAX_LENGTH, trim_whitespace=True, validators=[validate_text]
+    )
     client_id = serializers.UUIDField(required=False)
 
 
