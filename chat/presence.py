@@ -255,11 +255,21 @@ class RedisBackend:
 
     def __init__(self, url: str, prefix: str) -> None:
         from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         # redis-py 8's defaults do not suit a server (config/settings/base.py): a bounded
         # pool that waits for a free connection, and timeouts on every socket operation.
+        # Given a pool, redis-py retries nothing: after a Redis restart the first command on
+        # each pooled (stale) connection failed, and a subscribe acked ``presence: [self]``
+        # that no later frame corrects. So a failed command is retried twice on a new
+        # connection, within about a second (as the cache does, config/settings/base.py). A
+        # command refused on a stale connection never ran; one whose answer was lost (a
+        # timeout) may have, and its retry then reports "not new": a ``joined`` can go
+        # unannounced, never one twice.
         pool = BlockingConnectionPool.from_url(
             url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
             max_connections=32,
             timeout=10,
             socket_timeout=5,

@@ -129,3 +129,23 @@ async def test_a_flush_sends_each_users_state_at_the_flush_not_the_event(layer):
     assert '"joined":[5],"left":[6]' in frame["text"]
     await presence.aleave(room_id=ROOM, user_id=5, connection_id="tab")
     await presence.aclose()
+
+
+@pytest.mark.processes
+async def test_the_redis_backend_works_at_once_after_a_redis_restart(tmp_path):
+    """After a restart every pooled connection is stale: the first command on each failed, and
+    a subscribe acked ``presence: [self]`` that nothing corrects later (bench/chaos.py)."""
+    from tests.support.rig import RedisServer
+
+    server = RedisServer(tmp_path).start()
+    backend = RedisBackend(server.url, "restart")
+    try:
+        entries = [Entry(ROOM, user, f"c{user}") for user in (1, 2, 3)]
+        await asyncio.gather(*(backend.join(e, 30, 10) for e in entries))  # three connections
+        server.stop()
+        server.start()  # same port, empty
+        assert await backend.join(entries[0], 30, 10) == (True, 1, [1])
+        assert await backend.online(ROOM) == [1]
+    finally:
+        await backend.close()
+        server.stop()
