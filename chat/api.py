@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from config.errors import InvalidRequest
 from config.openapi import AUTHENTICATED, cursor_page, error_response, errors
 
 from . import selectors, services
@@ -47,6 +48,8 @@ def _api_error(error: services.ChatError) -> exceptions.APIException:
         return exceptions.NotFound(error.detail)
     if isinstance(error, services.ChatForbidden):
         return exceptions.PermissionDenied(error.detail)
+    if isinstance(error, services.UsersRefused):  # one flat answer that names no user
+        return InvalidRequest(error.detail)
     return exceptions.ValidationError({"detail": [error.detail]}, code="invalid")
 
 
@@ -107,9 +110,12 @@ class RoomListView(APIView):
             except services.ChatError as error:
                 raise _api_error(error) from error
         else:
-            room = services.room_create(
-                creator_id=request.user.pk, name=data["name"], member_ids=data["members"]
-            )
+            try:
+                room = services.room_create(
+                    creator_id=request.user.pk, name=data["name"], member_ids=data["members"]
+                )
+            except services.ChatError as error:
+                raise _api_error(error) from error
             created = True
         return Response(
             RoomSerializer(_room_of_member(request, room.pk)).data,

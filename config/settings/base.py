@@ -42,6 +42,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.metrics.RequestMetricsMiddleware",  # after whitenoise: static files are not counted
+    # Under /api/: JSON errors whatever answered, Cache-Control: no-store (config/errors.py).
+    "config.errors.ApiResponseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -54,6 +56,7 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "config.urls"
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"  # JSON under /api/
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
