@@ -8,15 +8,20 @@ API's error shape ``{"detail", "code": "throttled"}``, elsewhere (the web and ad
 a readable page.
 """
 
+import logging
 import math
 from typing import Any
 
+from axes.handlers.cache import AxesCacheHandler
+from axes.helpers import get_cache
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.throttling import ScopedRateThrottle
+
+logger = logging.getLogger(__name__)
 
 LOCKED_OUT_DETAIL = "Too many failed logins. Try again later."
 
@@ -36,7 +41,13 @@ class ScopedWriteThrottle(ScopedRateThrottle):
     def allow_request(self, request: Request, view: Any) -> bool:
         if request.method in SAFE_METHODS:
             return True
-        return super().allow_request(request, view)
+        # With the cache unreachable (Redis down) a write is let through, not failed: the
+        # database is what stores it (docs/reliability.md), the count only guards it.
+        try:
+            return bool(super().allow_request(request, view))
+        except Exception as error:
+            logger.warning("throttle not checked, cache unreachable: %s", type(error).__name__)
+            return True
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         ident_of = getattr(view, "throttle_ident", None)
@@ -45,6 +56,45 @@ class ScopedWriteThrottle(ScopedRateThrottle):
             if ident:
                 return self.cache_format % {"scope": self.scope, "ident": ident}
         return super().get_cache_key(request, view)
+
+
+class LoginFailureCache(AxesCacheHandler):
+    """``AXES_HANDLER``: django-axes's cache handler (failed logins counted in the default
+    cache), except that an unreachable cache (Redis down) lets logins through unchecked and
+    uncounted instead of failing them with a 500: the lockout pauses during the outage, logins
+    keep working. Each such miss is logged."""
+
+    def __init__(self) -> None:
+        """No cache bound here (the parent binds one for the process's life): :attr:`cache`
+        looks the default cache up on each use, as every other part of Herald does."""
+
+    @property
+    def cache(self) -> Any:
+        """The cache django-axes counts in (``AXES_CACHE``, default ``"default"``)."""
+        return get_cache()
+
+    def get_failures(self, request: Any, credentials: dict[str, Any] | None = None) -> int:
+        try:
+            return int(super().get_failures(request, credentials))
+        except Exception as error:
+            logger.warning(
+                "login failures not checked, cache unreachable: %s", type(error).__name__
+            )
+            return 0
+
+    def user_login_failed(
+        self, sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+    ) -> None:
+        try:
+            super().user_login_failed(sender, credentials, request, **kwargs)
+        except Exception as error:
+            logger.warning("login failure not counted, cache unreachable: %s", type(error).__name__)
+
+    def user_logged_in(self, sender: Any, request: Any, user: Any, **kwargs: Any) -> None:
+        try:
+            super().user_logged_in(sender, request, user, **kwargs)
+        except Exception as error:
+            logger.warning("login failures not reset, cache unreachable: %s", type(error).__name__)
 
 
 def client_ip(request: HttpRequest) -> str | None:

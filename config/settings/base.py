@@ -270,9 +270,8 @@ HERALD = {
 # Failed logins (django-axes, docs/security.md "Limits"): LOGIN_FAILURES wrong passwords for one
 # username from one IP lock that pair out for LOGIN_LOCKOUT s, on the token endpoint, the web
 # login and the admin's. A success resets the count. Counted in the default cache (Redis with
-# REDIS_URL: every process together; without it, the one process's memory, which is why the
-# check that wants a shared cache is silenced then).
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+# REDIS_URL: every process together; without it, the one process's memory).
+AXES_HANDLER = "config.throttling.LoginFailureCache"  # axes' cache handler, Redis outages let by
 AXES_FAILURE_LIMIT = env.int("HERALD_LOGIN_FAILURES", default=5)
 AXES_COOLOFF_TIME = timedelta(seconds=env.int("HERALD_LOGIN_LOCKOUT", default=900))
 # The pair, not the username alone: another IP's failures never lock a user out.
@@ -285,7 +284,6 @@ AXES_CLIENT_IP_CALLABLE = "config.throttling.client_ip"
 AXES_ENABLE_ADMIN = False  # the cache handler stores no attempts for the admin to list
 AXES_DISABLE_ACCESS_LOG = True
 AXES_VERBOSE = False
-SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["axes.W001"]
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=HERALD["ACCESS_TOKEN_LIFETIME"]),
