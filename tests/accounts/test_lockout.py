@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.management import call_command
 from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
@@ -119,4 +120,12 @@ def test_the_lockout_ends_after_its_window_even_if_the_attacker_keeps_trying(ali
         assert token("alice", "still-guessing").status_code == 429
         time.sleep(0.1)
     time.sleep(max(0.0, 2.3 - (time.monotonic() - started)))
+    assert token("alice", "pw-alice").status_code == 200
+
+
+def test_an_operator_lets_a_locked_out_user_in_early(alice):
+    for n in range(LIMIT):
+        token("alice", f"guess-{n}")
+    assert token("alice", "pw-alice").status_code == 429
+    call_command("axes_reset_ip_username", "127.0.0.1", "alice", verbosity=0)
     assert token("alice", "pw-alice").status_code == 200

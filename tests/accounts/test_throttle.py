@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from config.throttling import ScopedWriteThrottle
+from tests.support.rig import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -104,3 +106,31 @@ def test_notification_sends_over_the_rate_get_429(sender, alice, as_user, rate):
     assert [a.status_code for a in answers] == [201, 201, 429]
     assert_throttled(answers[-1], 60)
     assert as_user(alice).get("/api/notifications/").status_code == 200
+
+
+def test_with_redis_unreachable_writes_and_logins_still_work(alice, as_user, rate):
+    """The limits guard the stores, they are not one: with the cache down (a closed port)
+    writes and logins go through uncounted, never a 500 (docs/reliability.md)."""
+    rate("rooms", "1/m")
+    port = free_port()  # nothing listens there
+    down = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
+    }
+    client = as_user(alice)
+    with override_settings(CACHES=down):
+        for n in range(3):
+            answer = client.post("/api/rooms/", {"name": f"r{n}"}, format="json")
+            assert answer.status_code == 201, answer.content
+        for _ in range(6):
+            wrong = APIClient().post(
+                "/api/auth/token/", {"username": "alice", "password": "x"}, format="json"
+            )
+            assert wrong.status_code == 401
+        right = APIClient().post(
+            "/api/auth/token/", {"username": "alice", "password": "pw-alice"}, format="json"
+        )
+        assert right.status_code == 200

@@ -64,8 +64,7 @@ async def refused_with(server: Server, access: str) -> int | None:
         ping_interval=None,
     ) as ws:
         with pytest.raises(ConnectionClosed) as closed:
-            frame = await asyncio.wait_for(ws.recv(), 10)
-            pytest.fail(f"got a frame before the close: {frame}")
+            await asyncio.wait_for(ws.recv(), 10)  # no frame may come before the close
         assert closed.value.rcvd is not None
         return closed.value.rcvd.code
 
@@ -122,8 +121,7 @@ async def test_the_ip_cap_counts_both_processes(cluster, capped):
 
 async def test_the_handshake_cost_of_the_caps(cluster, capped, metrics):
     """Sequential handshakes on a process with caps (one more Redis round trip) and without."""
-    c0, c1 = capped["c0"], capped["c1"]
-    tokens = await cluster.login("caps_b", c1)
+    tokens = await cluster.login("caps_b", capped["c1"])
     timings: dict[str, list[float]] = {"c0": [], "c1": []}
     for _ in range(3):  # interleaved rounds: the machine's load hits both alike
         for name in ("c0", "c1"):
