@@ -24,8 +24,8 @@ Backends, chosen by settings like the channel layer:
 A user *joins* when they enter a room's set and *leaves* when their last entry goes (by
 unsubscribe, disconnect or expiry). Each process collects its rooms' joins and leaves for
 ``HERALD["PRESENCE_WINDOW"]`` s (0.2) and then publishes one ``presence {room, joined: [ids],
-left: [ids]}`` per room to ``presence.<room>`` (a join and a leave of the same user within the
-window cancel out). So filling a room of n online members costs each subscriber one frame per
+left: [ids]}`` per room to ``presence.<room>``, each changed user with their state at the flush
+(:func:`aflush`). So filling a room of n online members costs each subscriber one frame per
 window, not one per member: O(n) frames in all, where one frame per member was n²/2. Only
 sockets that want diffs are in ``presence.<room>``: all subscribers of a room of at most
 ``HERALD_PRESENCE_FULL_LIMIT`` members, in a larger room those that sent ``presence.watch``
@@ -345,16 +345,14 @@ class _Diff:
     left: set[int] = field(default_factory=set)
 
     def join(self, user_id: int) -> None:
-        if user_id in self.left:
-            self.left.discard(user_id)  # left and came back within the window: no change
-        else:
-            self.joined.add(user_id)
+        # A leave and a join within one window do not cancel out: a socket that subscribed
+        # between them read the user as offline, and only this frame tells it otherwise.
+        self.left.discard(user_id)
+        self.joined.add(user_id)
 
     def leave(self, user_id: int) -> None:
-        if user_id in self.joined:
-            self.joined.discard(user_id)
-        else:
-            self.left.add(user_id)
+        self.joined.discard(user_id)
+        self.left.add(user_id)
 
 
 @dataclass(eq=False)

@@ -149,3 +149,24 @@ async def test_the_redis_backend_works_at_once_after_a_redis_restart(tmp_path):
     finally:
         await backend.close()
         server.stop()
+
+
+async def test_a_leave_and_a_join_within_one_window_are_announced(layer):
+    """A socket that subscribed between the two read the user as offline: the window's frame
+    must say ``joined`` (they used to cancel out, and its list stayed wrong; bench/chaos.py)."""
+    from chat import events, presence
+
+    state = presence._state()
+    channel = await layer.new_channel()
+    await layer.group_add(events.presence_group(ROOM), channel)
+    await presence.ajoin(room_id=ROOM, user_id=5, connection_id="old", limit=10)
+    await presence.aflush(state)
+    await asyncio.wait_for(layer.receive(channel), 2)
+    await presence.aleave(room_id=ROOM, user_id=5, connection_id="old")
+    assert await presence.aonline(room_id=ROOM) == []  # a subscribe now reads: offline
+    await presence.ajoin(room_id=ROOM, user_id=5, connection_id="new", limit=10)
+    await presence.aflush(state)
+    frame = await asyncio.wait_for(layer.receive(channel), 2)
+    assert '"joined":[5],"left":[]' in frame["text"]
+    await presence.aleave(room_id=ROOM, user_id=5, connection_id="new")
+    await presence.aclose()
