@@ -143,10 +143,11 @@ class RedisBackend:
         from redis.asyncio import BlockingConnectionPool, Redis
 
         # Bounded waits, as the channel layer's (config/settings/base.py); one connection per
-        # handshake in flight at most.
+        # handshake in flight at most, and a burst of handshakes (every client of a restarted
+        # process) must not queue for connections.
         pool = BlockingConnectionPool.from_url(
             url,
-            max_connections=64,
+            max_connections=1000,
             timeout=LAYER_TIMEOUT,
             socket_timeout=5,
             socket_connect_timeout=2,
