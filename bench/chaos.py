@@ -363,7 +363,9 @@ class Run:
             else:
                 failure = ""
                 self.counts["http answers"] += 1
-                if answer.status_code >= 500:
+                if answer.status_code == 503:  # a dependency down, said clearly: retried
+                    self.counts["http 503"] += 1
+                elif answer.status_code >= 500:
                     self.violate(
                         "clean",
                         f"{method} {path} on {server.name}: {answer.status_code} "
