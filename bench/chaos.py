@@ -46,6 +46,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -54,6 +55,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -83,10 +85,12 @@ REVOKE_BOUND = 1.0  # s: CONTRACT-level promise for the close after a revocation
 REVOKE_SLACK = 1.5  # s: added for a loaded 2-core machine
 EXAMPLES = 5  # examples printed per violated property
 # A known gap (docs/reliability.md, "The combined-fault checker"): a message stored and
-# acknowledged by a process killed before its publish left it is never pushed, and message
-# ids do not show the hole, so members who stay connected never ask for it. Such a message
-# (its process killed within this many seconds of the ack) is counted and printed, not failed,
-# unless CHAOS_STRICT=1; the room change feed's ``seq`` lets clients see the hole.
+# acknowledged whose publish never left (its process killed, or the send failed while the
+# receivers' connections stayed up) is never pushed, and message ids do not show the hole, so
+# members who stay connected never ask for it. A missing message with such a cause on record (a
+# kill or a logged publish failure between its first attempt and this many seconds after its
+# ack) is counted and printed, not failed, unless CHAOS_STRICT=1; the room change feed's
+# ``seq`` lets clients see the hole.
 PUBLISH_WINDOW = 3.0
 STRICT = os.environ.get("CHAOS_STRICT", "") not in ("", "0")
 
@@ -292,7 +296,10 @@ class Run:
         self.revoked_session: str | None = None
         self.fault_windows: list[tuple[float, float, str]] = []  # (start, end, kind)
         self.faults_done: Counter[str] = Counter()
-        self.known_gaps: set[int] = set()  # messages lost by ``died_before_publishing``
+        self.known_gaps: dict[int, str] = {}  # messages lost live (``lost_live``): why
+        self._publish_failures: list[float] | None = None
+        self.wall_offset = time.time() - now()  # wall clock minus monotonic
+        self.settle_at = float("inf")  # when every tab was told to reconnect
         self.chaos_started = 0.0
 
     def violate(self, prop: str, detail: str) -> None:
@@ -311,17 +318,38 @@ class Run:
     def pick_server(self) -> Daphne:
         return self.rng.choice(self.servers)
 
-    def died_before_publishing(self, message_id: int) -> bool:
-        """Whether the process that stored and acknowledged the message was killed within
-        ``PUBLISH_WINDOW`` s of the ack (its publish may never have left it)."""
+    def lost_live(self, message_id: int) -> str:
+        """Why a message may never have been pushed live, if the record shows a cause between
+        its first attempt and ``PUBLISH_WINDOW`` s after its ack: a daphne process killed (its
+        publish may never have left it), or a publish failure in a process's log. ``""``: no
+        such cause (then a missing message is a violation)."""
         info = self.acked_messages.get(message_id)
-        if info is None or info["via"] in ("?", "rest"):
-            return False
-        acked = self.chaos_started + info["at"]
-        return any(
-            kind == f"kill_daphne {info['via']}" and acked <= start <= acked + PUBLISH_WINDOW
-            for start, _, kind in self.fault_windows
-        )
+        if info is None:
+            return ""
+        t0 = self.chaos_started
+        low, high = t0 + info["first"] - 0.5, t0 + info["at"] + PUBLISH_WINDOW
+        for start, _, kind in self.fault_windows:
+            if kind.startswith("kill_daphne") and low <= start <= high:
+                return f"{kind} at {start - t0:.1f} s"
+        for at in self.publish_failures():
+            if low <= at <= high:
+                return f"a publish failed at {at - t0:.1f} s (daphne log)"
+        return ""
+
+    def publish_failures(self) -> list[float]:
+        """When a daphne process logged a failed channel-layer send (monotonic seconds)."""
+        if self._publish_failures is None:
+            found = []
+            for server in self.servers:
+                with contextlib.suppress(OSError):
+                    for line in server.log.read_text(errors="replace").splitlines():
+                        if "send failed" in line or ("publishing" in line and "failed" in line):
+                            stamp = re.search(r"time=(\d{4}-[\d-]+T[\d:.]+)Z", line)
+                            if stamp:
+                                wall = datetime.fromisoformat(stamp.group(1) + "+00:00")
+                                found.append(wall.timestamp() - self.wall_offset)
+            self._publish_failures = found
+        return self._publish_failures
 
     def faults_near(self, at: float | None, margin: float = 2.0) -> list[str]:
         """The faults in effect within ``margin`` s of ``at`` (seconds into the chaos)."""
@@ -725,7 +753,7 @@ class Tab:
         self.run.acked_messages[int(message["id"])] = {
             "room": item["room"], "client_id": client_id,
             "via": self.conn.server if self.conn and item["tries"] == 1 else "?",
-            "at": round(now() - self.run.chaos_started, 2),
+            "first": item["first"], "at": round(now() - self.run.chaos_started, 2),
         }  # fmt: skip
         # Not a delivery: the ack says nothing of the messages before it, which may have been
         # lost live (a resume position moved by acks would skip them; docs/reliability.md).
@@ -739,7 +767,8 @@ class Tab:
 
     async def do_send(self, room: int, body: str, client_id: str) -> None:
         room_id = self.run.room_ids[room]
-        self.outbox[client_id] = {"room": room_id, "body": body, "tries": 0}
+        first = round(now() - self.run.chaos_started, 2)
+        self.outbox[client_id] = {"room": room_id, "body": body, "tries": 0, "first": first}
         self.run.counts["sends planned"] += 1
         while client_id in self.outbox and not self.stopped:
             if self.ws is not None:
@@ -750,6 +779,7 @@ class Tab:
     async def do_post(self, room: int, body: str, client_id: str) -> None:
         room_id = self.run.room_ids[room]
         self.run.counts["posts planned"] += 1
+        first = round(now() - self.run.chaos_started, 2)
         answer = await self.run.http(
             "POST", f"/api/rooms/{room_id}/messages/", self.run.rest_token(self.user_index),
             {"body": body, "client_id": client_id},
@@ -759,7 +789,7 @@ class Tab:
             return
         self.run.acked_messages[int(answer.json()["id"])] = {
             "room": room_id, "client_id": client_id, "via": _via(answer),
-            "at": round(now() - self.run.chaos_started, 2),
+            "first": first, "at": round(now() - self.run.chaos_started, 2),
         }  # fmt: skip
 
     async def do_reconnect(self, pause: float) -> None:
@@ -1025,7 +1055,7 @@ async def run_seed(run: Run) -> None:
     await chaos.heal()
     if work:
         await asyncio.wait(list(work), timeout=SETTLE_TIMEOUT)
-    healed = now()
+    healed = run.settle_at = now()
     for tab in run.tabs:  # a revoked session's socket must be closed by now
         conn = tab.conn
         if (
@@ -1161,9 +1191,10 @@ async def check(run: Run) -> None:
                 continue
             for room in tab.rooms:
                 lost = set(messages[room]) - set(tab.messages.get(room, {}))
-                known = {m for m in lost if run.died_before_publishing(m)}
-                run.known_gaps.update(known)
-                lost -= known
+                for m in lost - run.known_gaps.keys():
+                    if why := run.lost_live(m):
+                        run.known_gaps[m] = why
+                lost -= run.known_gaps.keys()
                 if lost:
                     first = min(lost)
                     out.append(
@@ -1184,11 +1215,12 @@ async def check(run: Run) -> None:
     for gap in gaps:
         run.violate("delivered", gap)
     if run.known_gaps:
-        counts["known gap: messages lost with their process"] = len(run.known_gaps)
+        counts["known gap: messages never pushed"] = len(run.known_gaps)
         detail = (
-            f"messages {sorted(run.known_gaps)} were stored and acked by a process killed "
-            f"before it published them ({[run.acked_messages[m] for m in sorted(run.known_gaps)][:3]});"
-            " members who stayed connected never asked for them (no per-room seq)"
+            f"messages {sorted(run.known_gaps)} were stored and acked, maybe never pushed live "
+            f"({[(m, why) for m, why in sorted(run.known_gaps.items())][:3]}) and members who "
+            "stayed connected never "
+            "asked for them again: message ids show no hole"
         )
         if STRICT:
             run.violate("delivered", detail)
@@ -1350,7 +1382,7 @@ def reproduce(seed: int, seconds: float) -> str:
 
 async def one_seed(seed: int, seconds: float, template: Template, keep: bool) -> Run:
     plan = make_plan(seed, seconds, len(template.data["users"]))
-    print(f"seed {seed}: {describe(plan)}", flush=True)
+    print(f"seed {seed}: {describe(plan)}; reproduce: {reproduce(seed, seconds)}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"herald-chaos-{seed}-", dir=template.tmp))
     run = Run(plan, template, tmp)
     started = now()
