@@ -68,6 +68,13 @@ bench: $(VENV)/.dev-installed
 	bash .ci/system-deps
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
+# The combined-fault checker (docs/reliability.md): CHAOS_SEEDS (20) consecutive seeds from
+# CHAOS_FIRST_SEED (1), CHAOS_SECONDS (20) of faults each, about 15 minutes on 2 cores;
+# CHAOS_SEED=N runs one seed (a failure prints the command). PostgreSQL when DATABASE_URL is one.
+chaos: $(VENV)/.dev-installed
+	bash .ci/system-deps
+	$(BIN)/python -m bench.chaos $(CHAOS_ARGS)
+
 # Regenerate the lock files from pyproject.toml (needs uv: `pip install uv`).
 lock:
 	uv pip compile --python-version 3.11 pyproject.toml -o requirements.lock

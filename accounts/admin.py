@@ -15,7 +15,7 @@ from rest_framework_api_key.models import APIKey
 from realtime.census import asocket_census
 
 from . import services
-from .models import LoginSession, ServiceKey, User
+from .models import MANAGE_SESSIONS, LoginSession, ServiceKey, User
 
 
 def _census(user: User) -> dict[str, int]:
@@ -115,13 +115,21 @@ class LoginSessionAdmin(admin.ModelAdmin):
         "django_session_key",
     ]
 
-    @admin.action(description="Revoke selected login sessions (their sockets close)")
+    @admin.action(
+        description="Revoke selected login sessions (their sockets close)",
+        permissions=["manage_sessions"],
+    )
     def revoke(self, request: HttpRequest, queryset: QuerySet[LoginSession]) -> None:
         """Revoke each selected session through the same service as logout, so its sockets
-        close as they do on logout (docs/security.md, "Login sessions")."""
+        close as they do on logout (docs/security.md, "Login sessions"). Offered only to users
+        with ``accounts.manage_sessions``."""
         sessions = list(queryset.filter(revoked_at__isnull=True))
         services.login_sessions_revoke(sessions=sessions, reason="admin")
         self.message_user(request, f"Revoked {len(sessions)} login session(s).")
+
+    def has_manage_sessions_permission(self, request: HttpRequest) -> bool:
+        """Whether ``request.user`` may revoke others' login sessions (the action above)."""
+        return bool(request.user.has_perm(MANAGE_SESSIONS))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

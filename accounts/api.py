@@ -16,9 +16,10 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from config.openapi import AUTHENTICATED, error_response, errors
+from config.throttling import LOCKED_OUT_DETAIL, lockout_seconds
 
 from . import selectors, services, tokens
-from .models import LoginSession
+from .models import MANAGE_SESSIONS, LoginSession
 from .receivers import client_ip
 from .serializers import (
     LoginSessionSerializer,
@@ -72,7 +73,9 @@ class _CredentialView(APIView):
 
 class TokenObtainView(_CredentialView):
     """``POST /api/auth/token/``: credentials → ``{access, refresh, session_id}``; a new
-    ``api`` login session. 401 ``invalid_credentials`` for a wrong password or inactive user."""
+    ``api`` login session. 401 ``invalid_credentials`` for a wrong password or inactive user;
+    429 ``throttled`` with ``Retry-After`` while django-axes locks this username out for this IP
+    (``HERALD_LOGIN_FAILURES``, ``HERALD_LOGIN_LOCKOUT``; docs/security.md, "Limits")."""
 
     @extend_schema(
         tags=["auth"],
@@ -91,6 +94,9 @@ class TokenObtainView(_CredentialView):
                 "invalid_credentials",
                 "Wrong username or password, or an inactive user.",
             ),
+            429: error_response(
+                429, LOCKED_OUT_DETAIL, "throttled", "Too many failed logins: locked out."
+            ),
         },
         examples=[
             OpenApiExample(
@@ -103,7 +109,10 @@ class TokenObtainView(_CredentialView):
     def post(self, request: Request) -> Response:
         body = TokenObtainSerializer(data=request.data)
         body.is_valid(raise_exception=True)
+        # The Django request, so that django-axes's backend sees the client (its IP).
         user = authenticate(request._request, **body.validated_data)
+        if getattr(request._request, "axes_locked_out", False):
+            raise exceptions.Throttled(wait=lockout_seconds(), detail=LOCKED_OUT_DETAIL)
         if user is None:
             raise InvalidCredentials()
         session = services.login_session_create(
@@ -117,7 +126,22 @@ class TokenObtainView(_CredentialView):
 
 
 class TokenRefreshView(_CredentialView):
-    """``POST /api/auth/token/refresh/``: rotate a refresh token (see ``services.token_refresh``)."""
+    """``POST /api/auth/token/refresh/``: rotate a refresh token (see ``services.token_refresh``).
+
+    Throttled per login session (``HERALD_THROTTLE_TOKEN_REFRESH``), or per IP for a body that
+    is no valid refresh token."""
+
+    throttle_scope = "token_refresh"
+
+    def throttle_ident(self, request: Request) -> str | None:
+        """The login session of the body's refresh token (signature checked), else ``None``."""
+        raw = request.data.get("refresh") if isinstance(request.data, dict) else None
+        if not isinstance(raw, str):
+            return None
+        try:
+            return f"sid:{RefreshToken(raw).get(tokens.SESSION_CLAIM)}"
+        except TokenError:
+            return None
 
     @extend_schema(
         tags=["auth"],
@@ -187,6 +211,8 @@ class WsTicketView(APIView):
     """``POST /api/auth/ws-ticket/``: → 201 ``{ticket, expires_in}``; single use, bound to the
     caller's login session, valid ``HERALD["WS_TICKET_LIFETIME"]`` (30) seconds."""
 
+    throttle_scope = "ws_tickets"
+
     @extend_schema(
         tags=["auth"],
         summary="A single-use WebSocket ticket for `?ticket=`",
@@ -225,20 +251,24 @@ class SessionListView(APIView):
 
 
 class SessionDetailView(APIView):
-    """``DELETE /api/auth/sessions/{id}/``: revoke one of the caller's sessions (staff: any).
+    """``DELETE /api/auth/sessions/{id}/``: revoke one of the caller's login sessions, or any
+    user's with the permission ``accounts.manage_sessions`` (the group "Moderators" holds it;
+    superusers have every permission). ``is_staff`` alone grants nothing (docs/security.md).
 
-    204; 404 ``not_found`` for another user's session (its existence is not revealed)."""
+    204; another user's session without the permission: 403 ``permission_denied`` for staff
+    (who may know it exists from the admin), else 404 ``not_found`` (not revealed)."""
 
     @extend_schema(
         tags=["auth"],
         summary="Revoke a login session; its sockets close with 4401 within 1 s",
-        responses={204: OpenApiResponse(description="Revoked."), **errors(401, 404)},
+        responses={204: OpenApiResponse(description="Revoked."), **errors(401, 403, 404)},
     )
     def delete(self, request: Request, session_id: str) -> Response:
-        sessions = LoginSession.objects.all()
-        if not request.user.is_staff:
-            sessions = sessions.filter(user=request.user)
-        session = get_object_or_404(sessions, pk=session_id)
+        session = get_object_or_404(LoginSession, pk=session_id)
+        if session.user_id != request.user.pk and not request.user.has_perm(MANAGE_SESSIONS):
+            if request.user.is_staff:
+                raise exceptions.PermissionDenied()
+            raise exceptions.NotFound()
         services.login_session_revoke(session=session, reason="revoked")
         return Response(status=status.HTTP_204_NO_CONTENT)
 

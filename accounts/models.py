@@ -10,6 +10,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from rest_framework_api_key.models import AbstractAPIKey
 
+# The permission to revoke other users' login sessions (``DELETE /api/auth/sessions/{id}/``, the
+# admin's revoke action); the group "Moderators" holds it (migration 0002).
+MANAGE_SESSIONS = "accounts.manage_sessions"
+MODERATORS_GROUP = "Moderators"
+
 
 class User(AbstractUser):
     """A Herald user: Django's ``AbstractUser``, swappable from day one.
@@ -92,6 +97,7 @@ class LoginSession(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["user", "revoked_at"])]
+        permissions = [("manage_sessions", "Can revoke other users' login sessions")]
 
     def __str__(self) -> str:
         return f"{self.kind} session {self.id} of {self.user_id}"

@@ -7,8 +7,10 @@ credentials"): the ``Authorization: Bearer`` header, a ``bearer.<jwt>`` subproto
 instance (channels ``middleware.py``). A rejected handshake is still passed to the consumer
 (``realtime.consumer.Socket``), which accepts only to close with ``Handshake.close_code``
 (4401/4403), so a browser can tell "sign in again" from a network error. The one exception: a
-cookie credential from an Origin outside ``HERALD_ALLOWED_ORIGINS`` is denied with HTTP 403
-before any accept (cross-site WebSocket hijacking).
+cookie credential whose ``Origin`` is neither the request's own origin (scheme, host, port) nor
+allowed by ``HERALD_ALLOWED_ORIGINS`` (``realtime.handshake.origin_allowed``) is denied with
+HTTP 403 before any accept (cross-site WebSocket hijacking). Tokens and tickets are not
+origin-checked: a page cannot make a browser send them on its own.
 """
 
 import hmac
@@ -17,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib import import_module
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -25,7 +27,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.http import parse_cookie
 
-from realtime.handshake import Handshake, SocketUser
+from realtime.handshake import Handshake, SocketUser, origin_allowed
 from realtime.protocol import BEARER_SUBPROTOCOL_PREFIX, SUBPROTOCOL, Close
 
 from . import selectors, services, tokens
@@ -64,35 +66,6 @@ def _cookie(headers: dict[bytes, bytes], name: str) -> str | None:
     if not raw:
         return None
     return parse_cookie(raw.decode("latin-1")).get(name)
-
-
-def origin_allowed(scope: dict[str, Any]) -> bool:
-    """Whether the handshake's ``Origin`` may use cookie authentication
-    (``HERALD_ALLOWED_ORIGINS``, docs/security.md, "WebSocket credentials").
-
-    An entry of ``HERALD_ALLOWED_ORIGINS`` with a scheme (``https://chat.example.com``) must match
-    the origin exactly; a bare host (``chat.example.com``) matches it on any scheme and port. The
-    default is ``DJANGO_ALLOWED_HOSTS``, any port. A missing Origin is refused: browsers always
-    send one, so only a non-browser client omits it, and it has no cookie jar to protect.
-    """
-    raw = _headers(scope).get(b"origin")
-    if not raw:
-        return False
-    origin = raw.decode("latin-1").strip().lower()
-    host = urlsplit(origin).hostname or ""
-    entries = settings.HERALD["ALLOWED_ORIGINS"] or settings.ALLOWED_HOSTS
-    for entry in entries:
-        entry = entry.strip().lower()
-        if "://" in entry:
-            if origin == entry.rstrip("/"):
-                return True
-        elif (
-            entry == "*"
-            or host == entry.strip("[]")
-            or (entry.startswith(".") and (host.endswith(entry) or host == entry[1:]))
-        ):
-            return True
-    return False
 
 
 def _user_or_none(user_id: int) -> Any:
@@ -175,7 +148,8 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
 
 
 async def authenticate(scope: dict[str, Any]) -> Handshake | None:
-    """Decide the handshake's identity; ``None`` means deny with HTTP 403 (foreign Origin)."""
+    """Decide the handshake's identity; ``None`` means deny with HTTP 403 (a cookie from a
+    foreign or missing Origin)."""
     offered = scope.get("subprotocols") or []
     subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered else None
     method, raw = find_credential(scope)

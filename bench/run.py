@@ -156,6 +156,13 @@ def base_env(**extra: str) -> dict[str, str]:
         DJANGO_DEBUG="0",
         HERALD_SSL_REDIRECT="0",  # plain HTTP on 127.0.0.1
         HERALD_ACCESS_TOKEN_LIFETIME="7200",  # no auth.expiring mid-run
+        # Thousands of sockets of few users from one address; the caps are still checked (and
+        # cost their round trip), only never reached. REST rates likewise.
+        HERALD_WS_MAX_PER_USER="10000000",
+        HERALD_WS_MAX_PER_IP="10000000",
+        HERALD_THROTTLE_MESSAGES="10000000/s",
+        HERALD_THROTTLE_NOTIFICATIONS="10000000/s",
+        HERALD_THROTTLE_WS_TICKETS="10000000/s",
         PYTHONDONTWRITEBYTECODE="1",
     )
     env.update(extra)

@@ -13,6 +13,7 @@ from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
 from accounts.permissions import Scope
+from config.errors import InvalidRequest
 from config.openapi import AUTHENTICATED, cursor_page, error_response, errors
 
 from . import selectors, services
@@ -64,6 +65,8 @@ def _api_error(error: services.ChatError) -> exceptions.APIException:
         return exceptions.NotFound(error.detail)
     if isinstance(error, services.ChatForbidden):
         return exceptions.PermissionDenied(error.detail)
+    if isinstance(error, services.UsersRefused):  # one flat answer that names no user
+        return InvalidRequest(error.detail)
     return exceptions.ValidationError({"detail": [error.detail]}, code="invalid")
 
 
@@ -79,6 +82,8 @@ class RoomListView(APIView):
     ``POST {name, members?}``: a group room owned by the caller (``201``); ``POST
     {direct_with}``: the pair's one direct room, ``201`` when created, ``200`` when it existed.
     """
+
+    throttle_scope = "rooms"  # POST only (config.throttling)
 
     @extend_schema(
         tags=["rooms"],
@@ -118,9 +123,12 @@ class RoomListView(APIView):
             except services.ChatError as error:
                 raise _api_error(error) from error
         else:
-            room = services.room_create(
-                creator_id=request.user.pk, name=data["name"], member_ids=data["members"]
-            )
+            try:
+                room = services.room_create(
+                    creator_id=request.user.pk, name=data["name"], member_ids=data["members"]
+                )
+            except services.ChatError as error:
+                raise _api_error(error) from error
             created = True
         return Response(
             RoomSerializer(_room_of_member(request, room.pk)).data,
@@ -244,6 +252,8 @@ class RoomMessagesView(APIView):
     member."""
 
     service_scopes = {"POST": Scope.ROOMS_POST}
+
+    throttle_scope = "messages"  # POST only (config.throttling)
 
     @extend_schema(
         tags=["rooms"],

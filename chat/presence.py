@@ -24,8 +24,8 @@ Backends, chosen by settings like the channel layer:
 A user *joins* when they enter a room's set and *leaves* when their last entry goes (by
 unsubscribe, disconnect or expiry). Each process collects its rooms' joins and leaves for
 ``HERALD["PRESENCE_WINDOW"]`` s (0.2) and then publishes one ``presence {room, joined: [ids],
-left: [ids]}`` per room to ``presence.<room>`` (a join and a leave of the same user within the
-window cancel out). So filling a room of n online members costs each subscriber one frame per
+left: [ids]}`` per room to ``presence.<room>``, each changed user with their state at the flush
+(:func:`aflush`). So filling a room of n online members costs each subscriber one frame per
 window, not one per member: O(n) frames in all, where one frame per member was n²/2. Only
 sockets that want diffs are in ``presence.<room>``: all subscribers of a room of at most
 ``HERALD_PRESENCE_FULL_LIMIT`` members, in a larger room those that sent ``presence.watch``
@@ -85,6 +85,9 @@ class Backend(Protocol):
     async def online(self, room_id: int) -> list[int]:
         """Online user ids of the room, ascending (all of them)."""
 
+    async def present(self, rooms: dict[int, list[int]]) -> dict[int, set[int]]:
+        """Of the given users of each room (``{room: [user id]}``), those online now."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -143,6 +146,13 @@ class MemoryBackend:
         now = time.monotonic()
         users = self.rooms.get(room_id, {})
         return sorted(u for u, c in users.items() if any(e > now for e in c.values()))
+
+    async def present(self, rooms: dict[int, list[int]]) -> dict[int, set[int]]:
+        found = {}
+        for room_id, user_ids in rooms.items():
+            online = set(await self.online(room_id))
+            found[room_id] = {u for u in user_ids if u in online}
+        return found
 
     async def close(self) -> None:
         self.rooms.clear()
@@ -226,6 +236,18 @@ return gone
 """
 )
 _ONLINE = _NOW + "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')"
+# KEYS: room set. ARGV: user ids. Returns those online now.
+_PRESENT = (
+    _NOW
+    + """
+local found = {}
+for _, uid in ipairs(ARGV) do
+  local score = redis.call('ZSCORE', KEYS[1], uid)
+  if score and tonumber(score) > now then found[#found + 1] = uid end
+end
+return found
+"""
+)
 
 
 class RedisBackend:
@@ -233,11 +255,21 @@ class RedisBackend:
 
     def __init__(self, url: str, prefix: str) -> None:
         from redis.asyncio import BlockingConnectionPool, Redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import ExponentialBackoff
 
         # redis-py 8's defaults do not suit a server (config/settings/base.py): a bounded
         # pool that waits for a free connection, and timeouts on every socket operation.
+        # Given a pool, redis-py retries nothing: after a Redis restart the first command on
+        # each pooled (stale) connection failed, and a subscribe acked ``presence: [self]``
+        # that no later frame corrects. So a failed command is retried twice on a new
+        # connection, within about a second (as the cache does, config/settings/base.py). A
+        # command refused on a stale connection never ran; one whose answer was lost (a
+        # timeout) may have, and its retry then reports "not new": a ``joined`` can go
+        # unannounced, never one twice.
         pool = BlockingConnectionPool.from_url(
             url,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
             max_connections=32,
             timeout=10,
             socket_timeout=5,
@@ -252,6 +284,7 @@ class RedisBackend:
         self._leave = self.redis.register_script(_LEAVE)
         self._sweep = self.redis.register_script(_SWEEP)
         self._online = self.redis.register_script(_ONLINE)
+        self._present = self.redis.register_script(_PRESENT)
 
     def _keys(self, entry: Entry) -> list[str]:
         room = f"{self.prefix}{{{entry.room_id}}}"
@@ -290,6 +323,16 @@ class RedisBackend:
         result = await self._online(keys=[f"{self.prefix}{{{room_id}}}"])
         return sorted(int(u) for u in result)
 
+    async def present(self, rooms: dict[int, list[int]]) -> dict[int, set[int]]:
+        order = sorted(rooms)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room_id in order:
+                await self._present(
+                    keys=[f"{self.prefix}{{{room_id}}}"], args=rooms[room_id], client=pipe
+                )
+            results = await pipe.execute()
+        return {r: {int(u) for u in found} for r, found in zip(order, results, strict=True)}
+
     async def close(self) -> None:
         await self.redis.aclose()
 
@@ -302,16 +345,14 @@ class _Diff:
     left: set[int] = field(default_factory=set)
 
     def join(self, user_id: int) -> None:
-        if user_id in self.left:
-            self.left.discard(user_id)  # left and came back within the window: no change
-        else:
-            self.joined.add(user_id)
+        # A leave and a join within one window do not cancel out: a socket that subscribed
+        # between them read the user as offline, and only this frame tells it otherwise.
+        self.left.discard(user_id)
+        self.joined.add(user_id)
 
     def leave(self, user_id: int) -> None:
-        if user_id in self.joined:
-            self.joined.discard(user_id)
-        else:
-            self.left.add(user_id)
+        self.joined.discard(user_id)
+        self.left.add(user_id)
 
 
 @dataclass(eq=False)
@@ -374,10 +415,32 @@ def _flush_soon(state: _State) -> None:
 
 async def aflush(state: _State | None = None) -> int:
     """Publish the pending ``presence {room, joined, left}`` of every room now; returns how
-    many frames went out (rooms whose diff was not empty)."""
+    many frames went out (rooms whose diff was not empty).
+
+    Each changed user goes out with their state *now* (one backend read per flush), not with
+    the last event this process saw: two processes' frames about one user (a leave here, a
+    join there within one window) can reach a subscriber in either order, and a client that
+    applies them as set operations would keep the older one for good. Read at flush time, the
+    last frame to arrive carries the newest state. If the read fails, the events go out as
+    they were recorded.
+    """
     state = state or _state()
     state.flush = None
     pending, state.pending = state.pending, {}
+    pending = {room_id: diff for room_id, diff in pending.items() if diff.joined or diff.left}
+    if not pending:
+        return 0
+    try:
+        online = await state.backend.present(
+            {room_id: sorted(diff.joined | diff.left) for room_id, diff in pending.items()}
+        )
+    except _ERRORS:
+        logger.warning("presence read failed: diffs sent as recorded", exc_info=True)
+    else:
+        for room_id, diff in pending.items():
+            users = diff.joined | diff.left
+            diff.joined = users & online.get(room_id, set())
+            diff.left = users - diff.joined
     changes = [
         (
             events.presence_group(room_id),
@@ -386,7 +449,6 @@ async def aflush(state: _State | None = None) -> int:
             ),
         )
         for room_id, diff in sorted(pending.items())
-        if diff.joined or diff.left
     ]
     await publisher.apublish(changes)
     return len(changes)

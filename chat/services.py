@@ -111,20 +111,42 @@ def _member(room_id: int, user_id: int) -> Callable[[], dict[str, Any]]:
     return data
 
 
-def room_create(*, creator_id: int, name: str, member_ids: list[int] | None = None) -> Room:
-    """Create a group room owned by ``creator_id`` with ``member_ids`` (existing users) in it.
+class UsersRefused(ChatError):
+    """Some users given to join a room do not exist or are inactive. One answer for both, which
+    names none of them, so the caller learns nothing about which accounts exist (``400
+    invalid`` over REST)."""
 
-    Every member, the creator included, gets ``room.joined`` on every socket after commit. The
-    first members are the room's initial state, not changes: the room's ``seq`` starts at 0.
+    code = "invalid"
+    default_detail = "members: some users cannot be added"
+
+
+def _require_active(user_ids: list[int], detail: str) -> None:
+    """Raise :class:`UsersRefused` with ``detail`` unless every id is an active user's."""
+    wanted = set(user_ids)
+    found = get_user_model().objects.filter(pk__in=wanted, is_active=True).count()
+    if found != len(wanted):
+        raise UsersRefused(detail)
+
+
+def room_create(*, creator_id: int, name: str, member_ids: list[int] | None = None) -> Room:
+    """Create a group room owned by ``creator_id`` with ``member_ids`` in it.
+
+    Raises :class:`UsersRefused` if one of them is not an active user (unknown or inactive,
+    one answer for both). Every member, the creator included, gets ``room.joined`` on every
+    socket after commit. The first members are the room's initial state, not changes: the
+    room's ``seq`` starts at 0.
     """
+    others = sorted(set(member_ids or []) - {creator_id})
+    if others:
+        _require_active(others, UsersRefused.default_detail)
     with transaction.atomic():
         room = Room.objects.create(
             name=name.strip(), kind=Room.Kind.GROUP, created_by_id=creator_id
         )
-        members = [creator_id, *sorted(set(member_ids or []) - {creator_id})]
+        members = [creator_id, *others]
         Membership.objects.bulk_create(
             [Membership(room=room, user_id=creator_id, role=Membership.Role.OWNER)]
-            + [Membership(room=room, user_id=pk, role=Membership.Role.MEMBER) for pk in members[1:]]
+            + [Membership(room=room, user_id=pk, role=Membership.Role.MEMBER) for pk in others]
         )
         _publish_joined(room_id=room.pk, user_ids=members)
     return room
@@ -135,10 +157,12 @@ def room_direct_get_or_create(*, user_id: int, other_id: int) -> tuple[Room, boo
 
     Idempotent under concurrency: the unique ``direct_key`` lets one creator win and the others
     read its room (docs/protocol.md: one direct room per pair). Raises :class:`ChatError` for
-    oneself. A new room is announced with ``room.joined`` to both users.
+    oneself, :class:`UsersRefused` when the other is not an active user. A new room is announced
+    with ``room.joined`` to both users.
     """
     if user_id == other_id:
         raise ChatError("A direct room needs another user.")
+    _require_active([other_id], "direct_with: this user cannot be added")
     low, high = sorted((user_id, other_id))
     key = f"{low}:{high}"
     existing = Room.objects.filter(direct_key=key).first()
@@ -230,9 +254,9 @@ def room_member_add(
     """Add ``user_id`` to a group room as ``role`` (default ``member``), or change an existing
     member's role when ``role`` is given; ``(membership, created)``.
 
-    Owners and moderators only (:class:`ChatForbidden`); a direct room's members never change.
-    A new member is a change of the room's feed (``member.joined``) and gets ``room.joined`` on
-    every socket.
+    Owners and moderators only (:class:`ChatForbidden`); a direct room's members never change;
+    :class:`UsersRefused` when ``user_id`` is not an active user. A new member is a change of
+    the room's feed (``member.joined``) and gets ``room.joined`` on every socket.
     """
     with transaction.atomic():
         room, manager = _managed_room(room_id=room_id, actor_id=actor_id)
@@ -242,6 +266,7 @@ def room_member_add(
             raise ChatForbidden("A direct room's members cannot change.")
         existing = Membership.objects.filter(room=room, user_id=user_id).first()
         if existing is None:
+            _require_active([user_id], "user_id: this user cannot be added")
             try:
                 with transaction.atomic():
                     seq = _next_seq(room_id=room.pk)

@@ -7,7 +7,7 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from realtime import resilience
 from realtime.consumer import Socket
@@ -15,6 +15,7 @@ from realtime.events import encode
 from realtime.frames import BigId, Frame, RowId, ServerFrame, UserRef
 from realtime.protocol import ErrorCode
 from realtime.registry import Handlers, register
+from realtime.text import check_text
 
 from . import events, presence, selectors, services
 from .models import MESSAGE_MAX_LENGTH, Message
@@ -52,16 +53,18 @@ class Unsubscribe(Frame):
 
 
 Body = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MESSAGE_MAX_LENGTH),
+    AfterValidator(check_text),
 ]
 
 
 class MessageSend(Frame):
     """``message.send {room, body, client_id, reply_to?}`` → ``ack {message}``.
 
-    ``body`` is trimmed, then 1..4000 characters (code points); ``client_id`` is a uuid string,
-    unique per author: a retry with the same one stores nothing twice. ``reply_to``: a message
-    of the same room.
+    ``body`` is trimmed, then 1..4000 characters (code points) without control characters
+    (``realtime.text``); ``client_id`` is a uuid string, unique per author: a retry with the
+    same one stores nothing twice. ``reply_to``: a message of the same room.
     """
 
     type: Literal["message.send"]

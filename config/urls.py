@@ -19,7 +19,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/asyncapi.json", realtime_views.asyncapi, name="asyncapi"),
-    re_path(r"^api/", errors.not_found),  # JSON 404 under /api/, in DEBUG too
+    re_path(r"^api/", errors.api_not_found),  # JSON 404 under /api/, any method, in DEBUG too
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

@@ -77,6 +77,7 @@ class NotificationListView(APIView):
     # Any service key may read its own account's notifications (e.g. "Webhook endpoint
     # disabled"); sending takes the scope.
     service_scopes = {"POST": Scope.NOTIFICATIONS_SEND, "GET": None}
+    throttle_scope = "notifications"  # POST only (config.throttling)
 
     def get_permissions(self) -> list[BasePermission]:
         if self.request.method == "POST":

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from rest_framework import serializers
 
 from realtime.events import iso
+from realtime.text import validate_text
 
 from .models import Notification
 
@@ -72,8 +73,9 @@ def notification_payload(notification: Notification) -> dict[str, Any]:
 class NotificationCreateSerializer(serializers.Serializer):
     """Body of ``POST /api/notifications/`` (docs/protocol.md, "HTTP API").
 
-    ``recipients`` are 1..10 000 existing user ids (duplicates are sent once); ``data`` is a JSON
-    object of at most 16 KiB encoded.
+    ``recipients`` are 1..10 000 existing user ids (duplicates are sent once); ``title`` and
+    ``body`` hold no control characters (``realtime.text``); ``data`` is a JSON object of at
+    most 16 KiB encoded, without NUL (PostgreSQL's ``jsonb`` refuses it).
     """
 
     recipients = serializers.ListField(
@@ -81,8 +83,14 @@ class NotificationCreateSerializer(serializers.Serializer):
         min_length=1,
         max_length=MAX_RECIPIENTS,
     )
-    title = serializers.CharField(max_length=200)
-    body = serializers.CharField(max_length=10_000, allow_blank=True, required=False, default="")
+    title = serializers.CharField(max_length=200, validators=[validate_text])
+    body = serializers.CharField(
+        max_length=10_000,
+        allow_blank=True,
+        required=False,
+        default="",
+        validators=[validate_text],
+    )
     data = serializers.DictField(required=False, default=dict)
     idempotency_key = serializers.CharField(max_length=128, required=False, allow_null=True)
 

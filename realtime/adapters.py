@@ -1,8 +1,9 @@
 """Every use of a library's private attributes, in this one module.
 
 - :class:`PubSubLayer`: channels-redis's pub/sub layer (``channels_redis/pubsub.py``, 4.3) with
-  a pipelined fan-out, joins that skip the layer's per-host lock, and access to its subscriber
-  connections for the reconnect watch (``realtime.resilience``).
+  a pipelined fan-out, joins that skip the layer's per-host lock, a ``receive`` whose
+  cancellation cleans up quietly, and access to its subscriber connections for the reconnect
+  watch (``realtime.resilience``).
 - :func:`outgoing_backlog`: how many bytes daphne's Twisted transport still holds for a socket.
 
 ``tests/realtime/test_adapters.py`` pins each private name used here, so an upgrade of
@@ -11,12 +12,16 @@ degrading.
 """
 
 import asyncio
+import contextlib
+import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
 from channels_redis.pubsub import RedisPubSubChannelLayer
+
+logger = logging.getLogger(__name__)
 
 # PUBLISH commands per Redis round trip in :meth:`PubSubLayer.group_send_many` (a few hundred
 # KiB at most).
@@ -33,6 +38,7 @@ class PubSubLayer(RedisPubSubChannelLayer):
       round trip each.
     - :meth:`group_add` does not queue on the per-host lock when this process already receives
       the group, or when the group's ``SUBSCRIBE`` is already in flight.
+    - :meth:`receive` cleans up after a cancelled receive without an ERROR traceback.
     - :meth:`subscriber_connections` exposes the redis-py connections the layer receives on.
     """
 
@@ -42,6 +48,45 @@ class PubSubLayer(RedisPubSubChannelLayer):
         self._subscribing: dict[tuple[int, str], asyncio.Future[Any]] = {}
         # ``group_discard`` calls in flight that empty a group locally, and so UNSUBSCRIBE it.
         self._leaving: Counter[tuple[int, str]] = Counter()
+
+    async def receive(self, channel: str) -> dict[str, Any]:
+        """The next message of ``channel`` (of this process), as the parent's ``receive``.
+
+        A cancelled receive is the normal end of a consumer (a disconnect, daphne's shutdown,
+        a ``/readyz`` check that gave up) and, as in the parent, it drops the channel and
+        ``UNSUBSCRIBE``s it. The parent logs any failure of that clean-up as an ERROR with a
+        traceback (``Unexpected exception while cleaning-up channel``), which happened for
+        every cancelled receive while Redis was down and when the clean-up itself was
+        cancelled at shutdown. Here a failed ``UNSUBSCRIBE`` is a warning without traceback (the
+        subscription lapses with the connection; messages to a dropped channel are discarded),
+        and a second cancellation ends the clean-up silently. A ``SUBSCRIBE`` that fails leaves
+        no queue behind: the parent kept it, so the next receive skipped the ``SUBSCRIBE`` and
+        waited on a channel nobody published to.
+        """
+        loop_layer = self._get_layer()
+        if channel not in loop_layer.channels:
+            try:
+                await loop_layer._subscribe_to_channel(channel)
+            except BaseException:
+                loop_layer.channels.pop(channel, None)
+                raise
+        queue = loop_layer.channels[channel]
+        try:
+            message = await queue.get()
+        except (asyncio.CancelledError, GeneratorExit):
+            if loop_layer.channels.get(channel) is queue:
+                del loop_layer.channels[channel]
+                with contextlib.suppress(asyncio.CancelledError):
+                    try:
+                        await loop_layer._get_shard(channel).unsubscribe(channel)
+                    except Exception as error:
+                        logger.warning(
+                            "channel layer: could not unsubscribe a closed channel: %s: %s",
+                            type(error).__name__,
+                            error,
+                        )
+            raise
+        return self.deserialize(message)
 
     async def group_send_many(self, events: Iterable[tuple[str, dict[str, Any]]]) -> int:
         """``group_send`` of each ``(group, event)``; returns how many events failed.

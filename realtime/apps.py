@@ -8,12 +8,17 @@ class RealtimeConfig(AppConfig):
 
     ``ready`` imports every installed app's ``ws_handlers`` module, as Django's admin imports
     ``admin`` modules (``django.utils.module_loading.autodiscover_modules``), so an app adds
-    frames and events without realtime importing it.
+    frames and events without realtime importing it. It also refuses a malformed
+    ``HERALD_ALLOWED_ORIGINS`` (``handshake.check_allowed_origins``).
     """
 
     name = "realtime"
 
     def ready(self) -> None:
         from django.utils.module_loading import autodiscover_modules
+
+        from .handshake import check_allowed_origins
+
+        check_allowed_origins()  # a malformed entry stops the process, as a bad setting
 
         autodiscover_modules("ws_handlers")

@@ -28,7 +28,7 @@ from django.conf import settings
 
 from config.logging import bind_connection
 
-from . import adapters, census, events, frames, metrics, resilience
+from . import adapters, caps, census, events, frames, metrics, resilience
 from .errors import CommandError
 from .events import iso
 from .groups import session_group, user_group
@@ -81,30 +81,82 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         trip), and not at all for a handshake that will only be refused. It is a Redis round
         trip: with Redis down it would raise (daphne answers HTTP 500) or hang the handshake.
         Instead the handshake is accepted and closed with 4503, so the client reconnects with
-        backoff.
+        backoff. Meanwhile the socket takes its place under the open-socket caps
+        (``realtime.caps``: another round trip, in parallel); over a cap it is accepted only
+        to be closed with 4429. Its place is given back however it ends.
         """
         self.scope = scope
         self.base_send = send
         self.channel_layer = get_channel_layer(self.channel_layer_alias)
         auth = scope["herald"]
         receivers = [receive]
-        if self.channel_layer is not None and auth.close_code is None:
-            groups = [user_group(auth.user.pk), session_group(auth.session_id)]
-            try:
-                self.channel_name = await resilience.bounded(self._new_channel(groups))
-            except resilience.LayerUnavailable as error:
-                logger.warning("handshake refused with 4503: channel layer unavailable: %s", error)
-                await self._refuse(receive, Close.UNAVAILABLE)
+        admission = None
+        if auth.close_code is None:
+            refusal, admission = await self._open(auth)
+            if refusal is not None:
+                await self._refuse(receive, refusal)
                 return
-            self.handshake_groups = groups  # in self.groups from connect() on
-            self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
-            receivers.append(self.channel_receive)
+            if self.channel_layer is not None:
+                receivers.append(self.channel_receive)
         try:
             await self._pump(receivers)
         except StopConsumer:
             pass
         finally:
             resilience.reconnects.untrack(self)
+            caps.release(admission)
+
+    async def _open(self, auth: Any) -> tuple[int | None, caps.Admission | None]:
+        """Admit the socket under the caps and create its channel, both at once: ``(None,
+        admission)``, or ``(close code, None)`` with nothing left behind (4429 over a cap, 4503
+        when Redis failed)."""
+        groups = [user_group(auth.user.pk), session_group(auth.session_id)]
+        admitting = caps.admit(user_id=auth.user.pk, ip=caps.client_ip(self.scope))
+        if self.channel_layer is None:
+            admitted, created = await asyncio.gather(admitting, _nothing(), return_exceptions=True)
+        else:
+            creating = resilience.bounded(self._new_channel(groups))
+            admitted, created = await asyncio.gather(admitting, creating, return_exceptions=True)
+        unexpected = [
+            outcome
+            for outcome in (admitted, created)
+            if isinstance(outcome, BaseException)
+            and not isinstance(outcome, resilience.LayerUnavailable)
+        ]
+        refusal = None
+        if isinstance(created, resilience.LayerUnavailable):
+            logger.warning("handshake refused with 4503: channel layer unavailable: %s", created)
+            refusal = Close.UNAVAILABLE
+        elif isinstance(admitted, resilience.LayerUnavailable):
+            logger.warning("handshake refused with 4503: socket caps unavailable: %s", admitted)
+            refusal = Close.UNAVAILABLE
+        elif admitted is None:
+            refusal = Close.RATE_LIMITED
+        if refusal is None and not unexpected:
+            if isinstance(created, str):
+                self.channel_name = created
+                self.handshake_groups = groups  # in self.groups from connect() on
+                self.channel_receive = functools.partial(
+                    self.channel_layer.receive, self.channel_name
+                )
+            return None, admitted  # type: ignore[return-value]
+        if isinstance(admitted, caps.Admission):
+            caps.release(admitted)
+        if isinstance(created, str):
+            await self._drop_channel(created, groups)
+        if unexpected:
+            raise unexpected[0]
+        return refusal, None
+
+    async def _drop_channel(self, channel: str, groups: list[str]) -> None:
+        """Undo :meth:`_new_channel` for a handshake refused after all."""
+        discard_all = getattr(self.channel_layer, "discard_channel_and_groups", None)
+        with contextlib.suppress(resilience.LayerUnavailable):
+            if discard_all is not None:
+                await resilience.bounded(discard_all(channel, groups))
+            else:
+                for group in groups:
+                    await resilience.group_discard(self.channel_layer, group, channel)
 
     async def _pump(self, receivers: list[Any]) -> None:
         """channels' ``await_many_dispatch``: messages from every source, handled one at a time,
@@ -404,6 +456,10 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
 
 async def _socket_close(socket: Socket, event: dict[str, Any]) -> None:
     await socket.close_with(int(event["code"]))
+
+
+async def _nothing() -> None:
+    return None
 
 
 register(Handlers(events={events.SOCKET_CLOSE: _socket_close, events.SOCKET_CENSUS: census.reply}))

@@ -38,12 +38,15 @@ INSTALLED_APPS = [
     "accounts",
     "notifications",
     "chat",
+    "axes",  # failed-login lockout (docs/security.md, "Limits")
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.metrics.RequestMetricsMiddleware",  # after whitenoise: static files are not counted
+    # Under /api/: JSON errors whatever answered, Cache-Control: no-store (config/errors.py).
+    "config.errors.ApiResponseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -51,9 +54,12 @@ MIDDLEWARE = [
     "accounts.middleware.LoginSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes's docs ask: turns a lockout into a 429 (config.throttling).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
+CSRF_FAILURE_VIEW = "config.errors.csrf_failure"  # JSON under /api/
 ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
@@ -92,6 +98,11 @@ DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+# django-axes's backend first: it refuses a locked-out client before any password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -190,6 +201,19 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["config.parsers.HeraldJSONParser"],
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    # Per-user write rates (config/throttling.py, docs/security.md "Limits"), counted in the
+    # default cache: Redis with REDIS_URL, so every process counts together.
+    "DEFAULT_THROTTLE_CLASSES": ["config.throttling.ScopedWriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "messages": env.str("HERALD_THROTTLE_MESSAGES", default="20/s"),
+        "rooms": env.str("HERALD_THROTTLE_ROOMS", default="30/m"),
+        "ws_tickets": env.str("HERALD_THROTTLE_WS_TICKETS", default="60/m"),
+        "token_refresh": env.str("HERALD_THROTTLE_TOKEN_REFRESH", default="30/m"),
+        "notifications": env.str("HERALD_THROTTLE_NOTIFICATIONS", default="20/s"),
+    },
+    # REMOTE_ADDR is the client: daphne --proxy-headers puts the proxy's X-Forwarded-For there
+    # (docs/deployment.md). DRF's default (None) would trust a client's own X-Forwarded-For.
+    "NUM_PROXIES": 0,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
 }
@@ -249,6 +273,10 @@ HERALD = {
     "PRESENCE_FULL_LIMIT": env.int("HERALD_PRESENCE_FULL_LIMIT", default=200),
     "PRESENCE_PAGE": env.int("HERALD_PRESENCE_PAGE", default=100),
     "REDIS_PREFIX": env.str("HERALD_CHANNEL_PREFIX", default="herald"),
+    # Open sockets per user and per client IP, counted across processes (realtime/caps.py);
+    # one more is accepted only to be closed with 4429. 0: no cap.
+    "WS_MAX_PER_USER": env.int("HERALD_WS_MAX_PER_USER", default=50),
+    "WS_MAX_PER_IP": env.int("HERALD_WS_MAX_PER_IP", default=500),
     # Bearer token a Prometheus scraper sends to /metrics; unset: staff sessions only.
     "METRICS_TOKEN": env.str("HERALD_METRICS_TOKEN", default=""),
     # Email digests (docs/protocol.md, "Email digests"): a notification unread this long (s) is due.
@@ -271,6 +299,23 @@ HERALD["WEBHOOK_BACKOFF"] = env.float("HERALD_WEBHOOK_BACKOFF", default=60.0)
 HERALD["WEBHOOK_TIMEOUT"] = env.float("HERALD_WEBHOOK_TIMEOUT", default=10.0)
 HERALD["WEBHOOK_DISABLE_AFTER"] = env.int("HERALD_WEBHOOK_DISABLE_AFTER", default=20)
 HERALD["WEBHOOK_ALLOW_PRIVATE"] = env.bool("HERALD_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Failed logins (django-axes, docs/security.md "Limits"): LOGIN_FAILURES wrong passwords for one
+# username from one IP lock that pair out for LOGIN_LOCKOUT s, on the token endpoint, the web
+# login and the admin's. A success resets the count. Counted in the default cache (Redis with
+# REDIS_URL: every process together; without it, the one process's memory).
+AXES_HANDLER = "config.throttling.LoginFailureCache"  # axes' cache handler, Redis outages let by
+AXES_FAILURE_LIMIT = env.int("HERALD_LOGIN_FAILURES", default=5)
+AXES_COOLOFF_TIME = timedelta(seconds=env.int("HERALD_LOGIN_LOCKOUT", default=900))
+# The pair, not the username alone: another IP's failures never lock a user out.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Failures during a lockout do not extend it: it ends LOGIN_LOCKOUT s after it began.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "config.throttling.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "config.throttling.client_ip"
+AXES_ENABLE_ADMIN = False  # the cache handler stores no attempts for the admin to list
+AXES_DISABLE_ACCESS_LOG = True
+AXES_VERBOSE = False
 
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=HERALD["ACCESS_TOKEN_LIFETIME"]),

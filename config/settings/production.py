@@ -1,9 +1,14 @@
-"""Production settings: debug off unless asked, a secret key required, secure cookies.
+"""Production settings: debug off unless asked, a strong secret key required, secure cookies.
 
 ``config/asgi.py`` uses this module by default, so ``daphne config.asgi:application`` with only
 the environment of docs/deployment.md runs production settings.
 """
 
+from django.core.checks.security.base import (
+    SECRET_KEY_INSECURE_PREFIX,
+    SECRET_KEY_MIN_LENGTH,
+    SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+)
 from django.core.exceptions import ImproperlyConfigured
 
 from config import metrics_dir
@@ -17,7 +22,7 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if DEBUG:
-        from .dev import SECRET_KEY  # noqa: F401  (the dev key file, with its warning)
+        from .dev import SECRET_KEY  # (the dev key file, with its warning)
     else:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
 if not (HERALD["VAPID_PRIVATE_KEY"] and HERALD["VAPID_SUBJECT"]):
@@ -27,6 +32,20 @@ if not (HERALD["VAPID_PRIVATE_KEY"] and HERALD["VAPID_SUBJECT"]):
         raise ImproperlyConfigured(
             "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required when DJANGO_DEBUG=0"
         )
+# Django's deployment check security.W009, as an error that stops every process (daphne runs no
+# system checks): a key that short or that repetitive can be guessed, and it signs the sessions
+# and every JWT.
+if (
+    len(SECRET_KEY) < SECRET_KEY_MIN_LENGTH
+    or len(set(SECRET_KEY)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+    or SECRET_KEY.startswith(SECRET_KEY_INSECURE_PREFIX)
+):
+    raise ImproperlyConfigured(
+        f"DJANGO_SECRET_KEY must be at least {SECRET_KEY_MIN_LENGTH} characters with at least "
+        f"{SECRET_KEY_MIN_UNIQUE_CHARACTERS} different ones, and not Django's "
+        f"'{SECRET_KEY_INSECURE_PREFIX}' placeholder: generate one with "
+        '`python -c "import secrets; print(secrets.token_urlsafe(64))"`'
+    )
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("HERALD_SECURE_COOKIES", default=True)

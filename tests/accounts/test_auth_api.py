@@ -323,12 +323,7 @@ def test_delete_another_users_session_is_404_and_changes_nothing(alice_api, bob,
     assert_error(delete(f"/api/auth/sessions/{uuid.uuid4()}/", pair["access"]), 404, "not_found")
 
 
-def test_staff_may_delete_anyones_session(alice_api, make_user, login):
-    session, pair = alice_api
-    staff = make_user(username="staff", is_staff=True)
-    _, staff_pair = login(staff)
-    assert delete(f"/api/auth/sessions/{session.pk}/", staff_pair["access"]).status_code == 204
-    assert_error(get("/api/me/", pair["access"]), 401, "session_revoked")
+# Another user's session with the permission accounts.manage_sessions: test_permissions.py.
 
 
 def test_session_endpoints_need_authentication(alice_api):

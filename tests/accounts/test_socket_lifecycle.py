@@ -169,6 +169,7 @@ async def test_cookie_socket_closes_when_django_session_expires(alice):
         "/ws/",
         headers=[
             (b"cookie", f"sessionid={cookie}".encode()),
+            (b"host", b"localhost:8000"),
             (b"origin", b"http://localhost:8000"),
         ],
     )

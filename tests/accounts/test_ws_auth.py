@@ -17,17 +17,14 @@ from accounts.models import LoginSession
 from accounts.selectors import user_cache_key
 from notifications import services as notification_services
 from tests.support.auth import (
-    ALLOWED_ORIGIN,
     CLOSE_4401,
     CLOSE_4403,
     PROBE_UNREAD,
     TOKEN_METHODS,
     assert_refused,
-    bearer,
     call,
     chosen_subprotocol,
     claims_of,
-    cookie_headers,
     credential,
     expired_access,
     hello_of,
@@ -365,62 +362,7 @@ async def test_an_expired_ticket_is_refused(alice_api, open_ws, settings):
     await assert_refused(open_ws(**credential("ticket", response.json()["ticket"])))
 
 
-# Cookies and Origin --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def web_cookie(alice: Any) -> str:
-    return session_key_of(web_login(alice))
-
-
-@pytest.mark.parametrize(
-    "origin",
-    [
-        "http://evil.example",
-        "https://evil.example",
-        "http://localhost.evil.example",
-        "http://evil.example:8000",
-        "null",
-        None,
-    ],
-)
-async def test_cookie_from_a_foreign_or_missing_origin_is_denied_before_accept(
-    origin, web_cookie, open_ws
-):
-    comm = open_ws(headers=cookie_headers(web_cookie, origin=origin))
-    connected, _ = await comm.connect()
-    assert not connected  # a close before accept: daphne answers the handshake with HTTP 403
-    assert await comm.receive_nothing(timeout=0.1)
-
-
-@pytest.mark.parametrize(
-    "origin", [ALLOWED_ORIGIN, "https://localhost", "http://127.0.0.1:9000", "http://[::1]:8000"]
-)
-async def test_cookie_from_an_allowed_host_on_any_port_is_accepted(origin, web_cookie, open_ws):
-    comm = open_ws(headers=cookie_headers(web_cookie, origin=origin))
-    assert (await hello_of(comm))["expires_at"] is None
-
-
-@pytest.mark.parametrize(
-    ("origin", "accepted"),
-    [
-        ("https://chat.example.com", True),
-        ("http://chat.example.com", False),
-        (ALLOWED_ORIGIN, False),
-    ],
-)
-async def test_configured_allowed_origins_replace_the_default(
-    origin, accepted, web_cookie, open_ws, settings
-):
-    settings.HERALD = {**settings.HERALD, "ALLOWED_ORIGINS": ["https://chat.example.com"]}
-    connected, _ = await open_ws(headers=cookie_headers(web_cookie, origin=origin)).connect()
-    assert connected is accepted
-
-
-async def test_a_token_needs_no_origin(alice_api, open_ws):
-    """Origin guards the cookie only: a native client with a bearer token sends none."""
-    comm = open_ws(headers=[*bearer(alice_api[1]["access"]), (b"origin", b"http://evil.example")])
-    assert (await hello_of(comm))["user"]["username"] == "alice"
+# Cookies and Origin: tests/accounts/test_origin.py
 
 
 # Revocation closes open sockets --------------------------------------------------------------

@@ -223,7 +223,7 @@ class TestMembers:
                 f"/api/rooms/{room.pk}/members/", {"user_id": 999_999}, format="json"
             ),
             400,
-            "unknown_user",
+            "invalid",
         )
 
 

@@ -123,8 +123,8 @@ class TestSend:
             ({"data": {"blob": "x" * 20_000}}, "too_large"),
             ({"data": {"k": "a\x00b"}}, "invalid_characters"),  # PostgreSQL jsonb refuses NUL
             ({"data": {"k": nested(40)}}, "too_deep"),
-            ({"data": {"k": nested(900)}}, "too_deep"),
-            ({"title": "a\x00b"}, "null_characters_not_allowed"),
+            ({"data": {"k": nested(500)}}, "too_deep"),  # parseable: below the recursion limit
+            ({"title": "a\x00b"}, "invalid"),
             ({"idempotency_key": "k" * 129}, "max_length"),
         ],
     )

@@ -98,11 +98,48 @@ async def test_a_publish_with_redis_unreachable_counts_every_event_as_failed():
     assert await layer.group_send_many(events) == 3
 
 
+async def test_a_cancelled_receive_with_redis_down_cleans_up_without_an_error_log(caplog):
+    """A socket closing (or a /readyz check giving up) while Redis is unreachable: its receive
+    is cancelled, the clean-up's UNSUBSCRIBE fails, and the log says so in one warning line,
+    without the ERROR and traceback channels-redis writes."""
+    layer = PubSubLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}], prefix="down-test")
+    loop_layer = layer._get_layer()
+    loop_layer.channels["down-test.c"] = asyncio.Queue()  # a channel whose Redis went away
+    loop_layer._get_shard("down-test.c")._subscribed_to.add("down-test.c")
+    receiver = asyncio.ensure_future(layer.receive("down-test.c"))
+    await asyncio.sleep(0.05)
+    receiver.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await receiver
+
+    assert "down-test.c" not in loop_layer.channels
+    assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+    assert caplog.records[0].exc_info is None
+    assert "could not unsubscribe" in caplog.records[0].getMessage()
+
+
+async def test_a_receive_whose_subscribe_failed_leaves_no_queue_behind():
+    """With Redis down, a receive's SUBSCRIBE fails; the channel's queue goes with it, so the
+    next receive subscribes again. channels-redis kept the queue, and the next receive (the
+    next /readyz check, after Redis was back) skipped the SUBSCRIBE and waited on a channel
+    nothing reached."""
+    down = PubSubLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}], prefix="down-test")
+    with pytest.raises(Exception, match="onnect"):
+        await down.receive("down-test.again")
+    assert "down-test.again" not in down._get_layer().channels
+
+
 def test_the_private_names_the_adapters_use_still_exist():
     """Each private attribute ``realtime.adapters`` touches, named here once more: an upgrade
     of channels-redis, redis-py or Twisted that drops one fails this test, not production."""
     loop_layer = channels_redis.pubsub.RedisPubSubLoopLayer
-    for name in ("_get_group_channel_name", "_get_shard", "group_add", "group_discard"):
+    for name in (
+        "_get_group_channel_name",
+        "_get_shard",
+        "_subscribe_to_channel",
+        "group_add",
+        "group_discard",
+    ):
         assert callable(getattr(loop_layer, name)), name
     shard = channels_redis.pubsub.RedisSingleShardConnection({"address": "redis://x"}, None)
     for name in ("_subscribed_to", "_redis", "_pubsub", "_lock"):

@@ -18,7 +18,8 @@ from notifications import events
 from realtime import groups, publisher
 from tests.support.asgi import Headers
 
-ALLOWED_ORIGIN = "http://localhost:8000"
+ALLOWED_ORIGIN = "http://localhost:8000"  # the handshake's own origin: see ``cookie_headers``
+HOST = "localhost:8000"
 CLOSE_4401 = {"type": "websocket.close", "code": 4401}
 CLOSE_4403 = {"type": "websocket.close", "code": 4403}
 
@@ -29,8 +30,15 @@ def bearer(access: str) -> Headers:
     return [(b"authorization", f"Bearer {access}".encode())]
 
 
-def cookie_headers(session_key: str, origin: str | None = ALLOWED_ORIGIN) -> Headers:
-    headers = [(b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode())]
+def cookie_headers(
+    session_key: str, origin: str | None = ALLOWED_ORIGIN, host: str = HOST
+) -> Headers:
+    """A browser's handshake headers: the session cookie, ``Host`` and (unless ``None``)
+    ``Origin``; by default the page's own origin (``http://localhost:8000``)."""
+    headers = [
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={session_key}".encode()),
+        (b"host", host.encode()),
+    ]
     if origin is not None:
         headers.append((b"origin", origin.encode()))
     return headers
