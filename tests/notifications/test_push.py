@@ -268,7 +268,7 @@ def test_production_settings_require_the_vapid_key_and_subject(env, refused, tmp
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "HERALD_"))}
     clean.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
-        DJANGO_SECRET_KEY="x" * 50,
+        DJANGO_SECRET_KEY="push-test-" + "0123456789abcdef" * 4,
         DJANGO_DEBUG="0",
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path),
         **env,
