@@ -8,10 +8,12 @@ through :func:`csrf_failure`, and :class:`ApiResponseMiddleware` rewrites any ot
 error (Django's own 405, say) into the shape.
 """
 
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+import redis
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -21,6 +23,8 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 # The answers that carry credentials: RFC 6749 §5.1 asks for ``Pragma: no-cache`` besides
@@ -55,6 +59,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        # Redis (the shared cache) is down: the write was rolled back with its transaction.
+        logger.warning("API request failed: Redis unavailable (%r)", exc)
+        exc = DependencyUnavailable()
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
@@ -77,6 +85,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         }
     response.data = body
     return response
+
+
+class DependencyUnavailable(exceptions.APIException):
+    """``503 {"detail", "code": "service_unavailable"}`` with ``Retry-After``: a dependency the
+    request needs (Redis) does not answer; nothing was changed, the client may retry
+    (docs/reliability.md, "Redis stopped")."""
+
+    status_code = 503
+    default_code = "service_unavailable"
+    default_detail = "A service Herald depends on is unavailable; try again shortly."
+    wait = 5  # s, DRF sends it as Retry-After
 
 
 class InvalidRequest(exceptions.APIException):

@@ -25,13 +25,6 @@ if not SECRET_KEY:
         from .dev import SECRET_KEY  # (the dev key file, with its warning)
     else:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG=0")
-if not (HERALD["VAPID_PRIVATE_KEY"] and HERALD["VAPID_SUBJECT"]):
-    if DEBUG:
-        from .dev import HERALD  # noqa: F811  (the dev Web Push key file, with its warning)
-    else:
-        raise ImproperlyConfigured(
-            "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required when DJANGO_DEBUG=0"
-        )
 # Django's deployment check security.W009, as an error that stops every process (daphne runs no
 # system checks): a key that short or that repetitive can be guessed, and it signs the sessions
 # and every JWT.
@@ -46,6 +39,13 @@ if (
         f"'{SECRET_KEY_INSECURE_PREFIX}' placeholder: generate one with "
         '`python -c "import secrets; print(secrets.token_urlsafe(64))"`'
     )
+if not (HERALD["VAPID_PRIVATE_KEY"] and HERALD["VAPID_SUBJECT"]):
+    if DEBUG:
+        from .dev import HERALD  # noqa: F811  (the dev Web Push key file, with its warning)
+    else:
+        raise ImproperlyConfigured(
+            "HERALD_VAPID_PRIVATE_KEY and HERALD_VAPID_SUBJECT are required when DJANGO_DEBUG=0"
+        )
 
 if not DEBUG:
     SESSION_COOKIE_SECURE = env.bool("HERALD_SECURE_COOKIES", default=True)

@@ -35,10 +35,9 @@ def test_a_message_post_with_redis_down_is_stored_not_a_500(unreachable_cache, a
     assert answer.status_code == 201, answer.content
 
 
-@pytest.mark.xfail(strict=True, reason="a revocation with Redis down is answered 500, not 503")
 def test_a_revocation_with_redis_down_is_refused_with_a_clear_503(unreachable_cache, login, alice):
     """docs/reliability.md: revoking needs the cache (a stale "active" entry must never outlive
-    a revocation), so with Redis down the request fails and the session stays active. It fails
+    a revocation), so with Redis down the request fails and the session stays active. It failed
     with a 500 and a traceback; a dependency that is down is a 503 ``{detail, code}``."""
     from accounts.models import LoginSession
     from tests.support import asgi

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.rig import ROOT, free_port, popen, serve_argv, stop, temp_dir
+from tests.support.rig import ROOT, VAPID_KEY, free_port, popen, serve_argv, stop, temp_dir
 
 pytestmark = pytest.mark.processes
 
@@ -32,6 +32,8 @@ def production_env(key: str) -> dict[str, str]:
         DJANGO_DEBUG="0",
         HERALD_SSL_REDIRECT="0",
         HERALD_SECURE_COOKIES="0",
+        HERALD_VAPID_PRIVATE_KEY=VAPID_KEY,
+        HERALD_VAPID_SUBJECT="mailto:ops@example.com",
         PYTHONDONTWRITEBYTECODE="1",
     )
     return env
