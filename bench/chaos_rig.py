@@ -66,6 +66,9 @@ def server_env(database_url: str, redis_url: str, metrics_dir: Path) -> dict[str
         DJANGO_DEBUG="0",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         HERALD_SSL_REDIRECT="0",
+        # Production settings require a Web Push key; this one signs nothing outside the run.
+        HERALD_VAPID_PRIVATE_KEY="eQ5UxumAFNqdoBcAj-Puoc3TLMXX7ehJsPxjDTOPJeI",
+        HERALD_VAPID_SUBJECT="mailto:bench@herald.invalid",
         HERALD_SECURE_COOKIES="0",
         HERALD_ACCESS_TOKEN_LIFETIME="14400",
         HERALD_WS_HEARTBEAT=str(HEARTBEAT),

@@ -155,6 +155,9 @@ def base_env(**extra: str) -> dict[str, str]:
         DJANGO_SECRET_KEY=SECRET_KEY,
         DJANGO_DEBUG="0",
         HERALD_SSL_REDIRECT="0",  # plain HTTP on 127.0.0.1
+        # Production settings require a Web Push key; this one signs nothing outside the run.
+        HERALD_VAPID_PRIVATE_KEY="eQ5UxumAFNqdoBcAj-Puoc3TLMXX7ehJsPxjDTOPJeI",
+        HERALD_VAPID_SUBJECT="mailto:bench@herald.invalid",
         HERALD_ACCESS_TOKEN_LIFETIME="7200",  # no auth.expiring mid-run
         # Thousands of sockets of few users from one address; the caps are still checked (and
         # cost their round trip), only never reached. REST rates likewise.
