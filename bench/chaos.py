@@ -599,7 +599,10 @@ class Tab:
         sends: list[asyncio.Future[None]] = []
         try:
             conn.in_resume = True
-            resume = self.request({"type": "resume", "notifications_since": self.notif_base})
+            resume = asyncio.ensure_future(  # sent first, as the browser client does
+                self.request({"type": "resume", "notifications_since": self.notif_base})
+            )
+            sends.append(resume)
             subs = {
                 room: asyncio.ensure_future(
                     self.request({"type": "subscribe", "room": room, "since": since})
@@ -608,7 +611,7 @@ class Tab:
                 for since in [conn.since.setdefault(room, self._since(room))]
             }
             sends += subs.values()
-            sends = [asyncio.ensure_future(self._send_frame(cid)) for cid in list(self.outbox)]
+            sends += [asyncio.ensure_future(self._send_frame(cid)) for cid in list(self.outbox)]
             try:
                 await resume
                 conn.resumed = True
@@ -619,7 +622,7 @@ class Tab:
                 conn.subscribed.add(room)
                 if room not in conn.presence:  # the presence frame may come first
                     conn.presence[room] = set(ack.get("presence") or [])
-            await asyncio.gather(*sends, return_exceptions=True)
+            await asyncio.gather(*sends[1 + len(subs) :], return_exceptions=True)
         except (ConnectionError, TimeoutError, asyncio.CancelledError):
             return
         except Rejected as rejected:
@@ -1460,7 +1463,8 @@ async def main_async(seeds: list[int], seconds: float, keep: bool, keep_going: b
     finally:
         template.close()
     wall = now() - started
-    print(f"chaos: {len(seeds) if not failed else seeds.index(failed[0]) + 1} seed(s) in "
+    ran = len(seeds) if keep_going or not failed else seeds.index(failed[0]) + 1
+    print(f"chaos: {ran} seed(s) in "
           f"{wall:.0f} s; totals {dict(sorted(totals.items()))}")  # fmt: skip
     if failed:
         for seed in failed:
