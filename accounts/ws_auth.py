@@ -13,6 +13,7 @@ HTTP 403 before any accept (cross-site WebSocket hijacking). Tokens and tickets 
 origin-checked: a page cannot make a browser send them on its own.
 """
 
+import functools
 import hmac
 import logging
 from dataclasses import dataclass, replace
@@ -144,7 +145,19 @@ def identify(method: str | None, raw: str, subprotocol: str | None = None) -> Ha
         expires_at,
         warn_at,
         close_at,
+        functools.partial(_recheck, user_id, str(session_id)),
     )
+
+
+async def _recheck(user_id: int, session_id: str) -> int | None:
+    """``Handshake.recheck``: the socket's close code if its login session was revoked or its
+    user deactivated since :func:`identify` (one cache read, as there), else ``None``."""
+    found = await database_sync_to_async(selectors.socket_identity)(
+        user_id=user_id, session_id=session_id
+    )
+    if found.state == "inactive":
+        return int(Close.FORBIDDEN)
+    return None if found.state == "ok" else int(Close.UNAUTHENTICATED)
 
 
 async def authenticate(scope: dict[str, Any]) -> Handshake | None:

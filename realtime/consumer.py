@@ -242,6 +242,9 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         # Frames published while the layer's subscriber connection was down are lost: if it
         # reconnects, this socket closes with 4503 and its client resumes (docs/reliability.md).
         resilience.reconnects.track(self.channel_layer, self, self._layer_lost)
+        if auth.recheck is not None and (code := await auth.recheck()) is not None:
+            await self.close_with(code)  # revoked while this socket joined its groups
+            return
         await self.send_frame(
             {
                 "type": "hello",

@@ -2,6 +2,7 @@
 handshake's ``Origin`` check."""
 
 import io
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,12 @@ class Handshake:
     is when ``auth.expiring`` is due; ``close_at`` is when the socket closes with 4401 unless
     refreshed: the token's expiry, or the Django session's for a cookie. A ticket socket
     lives as long as its login session.
+
+    ``recheck``, when given, is awaited once the socket has joined its user and session groups
+    and before ``hello``: it answers a close code if the login session was revoked (or the
+    user deactivated) since the check above, else ``None``. A revocation closes the sockets in
+    the session's group; one that was published between the check and the join would otherwise
+    miss this socket, which then stayed open (docs/security.md, "Login sessions").
     """
 
     user: Any
@@ -35,6 +42,7 @@ class Handshake:
     expires_at: datetime | None = None
     warn_at: datetime | None = None
     close_at: datetime | None = None
+    recheck: Callable[[], Awaitable[int | None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -447,3 +447,23 @@ async def test_a_token_handshake_reads_no_database_once_logged_in(alice, login, 
     assert result.close_code is None
     assert (result.user.pk, result.user.username) == (alice.pk, "alice")
     assert queries == []
+
+
+async def test_a_revocation_between_the_check_and_the_join_still_closes_the_socket(
+    alice_api, open_ws, monkeypatch
+):
+    """The race ``make chaos`` found: the handshake read "active", then the revocation published
+    its close to the session's group before this socket had joined it. The socket must not stay
+    open: it is checked again once in its groups, before ``hello``."""
+    from accounts import ws_auth
+
+    session, pair = alice_api
+    identify = ws_auth.identify
+
+    def identify_then_revoke(*args: Any) -> Any:
+        decided = identify(*args)  # "ok": the session was active a moment ago
+        services.login_session_revoke(session=LoginSession.objects.get(pk=session.pk), reason="t")
+        return decided
+
+    monkeypatch.setattr(ws_auth, "identify", identify_then_revoke)
+    await assert_refused(open_ws(**credential("header", pair["access"])), 4401)  # no hello first
