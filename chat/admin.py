@@ -25,16 +25,16 @@ class MembershipInline(admin.TabularInline):
 class RoomAdmin(admin.ModelAdmin):
     """Rooms, searchable by name and member; direct rooms show their pair key.
 
-    Removing a membership or deleting a room here goes through the services, so the removed
-    members' open sockets leave the room at once, as with the API
-    (docs/protocol.md, "Removal").
+    Renaming, adding or removing a membership and deleting a room here go through the services,
+    so they are changes of the room's feed and the members' open sockets learn of them at once,
+    as with the API (docs/protocol.md, "Room feed", "Removal").
     """
 
     list_display = ["id", "name", "kind", "created_by", "created_at", "member_count", "messages"]
     list_filter = ["kind", "created_at"]
     search_fields = ["name", "memberships__user__username"]
     raw_id_fields = ["created_by"]
-    readonly_fields = ["direct_key", "created_at", "messages"]
+    readonly_fields = ["direct_key", "created_at", "messages", "seq"]  # seq: the feed numbers it
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Room]:
@@ -59,14 +59,25 @@ class RoomAdmin(admin.ModelAdmin):
         url = reverse("admin:chat_message_changelist") + f"?room__id__exact={room.pk}"
         return format_html('<a href="{}">{} message(s)</a>', url, getattr(room, "message_total", 0))
 
+    def save_model(self, request: HttpRequest, obj: Room, form: Any, change: bool) -> None:
+        if not (change and "name" in form.changed_data and obj.kind == Room.Kind.GROUP):
+            super().save_model(request, obj, form, change)
+            return
+        name, obj.name = obj.name, form.initial.get("name", "")
+        super().save_model(request, obj, form, change)
+        services.room_rename_unchecked(room=obj, name=name, actor_id=request.user.pk)
+        obj.name = name
+
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         if formset.model is not Membership:
             super().save_formset(request, form, formset, change)
             return
         instances = formset.save(commit=False)
         services.memberships_delete(memberships=list(formset.deleted_objects))
+        services.memberships_add(memberships=[m for m in instances if m.pk is None])
         for membership in instances:
-            membership.save()
+            if membership.pk is not None:
+                membership.save()
         formset.save_m2m()
 
     def delete_model(self, request: HttpRequest, obj: Room) -> None:
@@ -78,14 +89,31 @@ class RoomAdmin(admin.ModelAdmin):
 
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
-    """Messages, searchable by body, author and room name."""
+    """Messages, searchable by body, author and room name. Read-only but for deletion, which
+    leaves a tombstone and is a change of the room's feed (``services.message_delete``): for
+    moderators (``chat.moderate_room``), as over the API."""
 
-    list_display = ["id", "room", "author", "created_at", "short_body"]
-    list_filter = ["created_at", "room__kind"]
+    list_display = ["id", "room", "author", "created_at", "short_body", "deleted"]
+    list_filter = ["created_at", "room__kind", "deleted"]
     search_fields = ["body", "author__username", "room__name"]
-    raw_id_fields = ["room", "author"]
-    readonly_fields = ["created_at"]
     list_select_related = ["room", "author"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Message | None = None) -> bool:
+        return bool(request.user.has_perm("chat.moderate_room"))
+
+    def delete_model(self, request: HttpRequest, obj: Message) -> None:
+        if not obj.deleted:
+            services.message_delete(room_id=obj.room_id, message_id=obj.pk, user_id=request.user.pk)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        for message in queryset.filter(deleted=False):
+            self.delete_model(request, message)
 
     @admin.display(description="body")
     def short_body(self, message: Message) -> str:

@@ -377,22 +377,57 @@ def room_rename(*, room_id: int, actor_id: int, name: str) -> Room:
             raise ChatForbidden("Only the room's owners and moderators rename it.")
         if room.kind == Room.Kind.DIRECT:
             raise ChatForbidden("A direct room has no name.")
-        if name == room.name:
-            return room
-        seq = _next_seq(room_id=room.pk)
-        Room.objects.filter(pk=room.pk).update(name=name)
-        room.name, room.seq = name, seq
-        _publish_change(
-            RoomChange.objects.create(
-                room_id=room.pk,
-                seq=seq,
-                kind=RoomChange.Kind.ROOM_RENAMED,
-                user_id=actor_id,
-                data={"name": name},
-            )
-        )
-        _publish_listed("room.updated", room_id=room.pk)
+        _rename(room, name=name, actor_id=actor_id)
     return room
+
+
+def _rename(room: Room, *, name: str, actor_id: int | None) -> None:
+    if name == room.name:
+        return
+    seq = _next_seq(room_id=room.pk)
+    Room.objects.filter(pk=room.pk).update(name=name)
+    room.name, room.seq = name, seq
+    _publish_change(
+        RoomChange.objects.create(
+            room_id=room.pk,
+            seq=seq,
+            kind=RoomChange.Kind.ROOM_RENAMED,
+            user_id=actor_id,
+            data={"name": name},
+        )
+    )
+    _publish_listed("room.updated", room_id=room.pk)
+
+
+def room_rename_unchecked(*, room: Room, name: str, actor_id: int) -> None:
+    """Rename a group room without permission checks (the admin, whose own permission
+    ``chat.change_room`` decided): a change of the feed like :func:`room_rename`."""
+    with transaction.atomic():
+        _rename(
+            Room.objects.select_for_update().get(pk=room.pk), name=name.strip(), actor_id=actor_id
+        )
+
+
+def memberships_add(*, memberships: list[Membership]) -> None:
+    """Store new memberships without permission checks (the admin): each is a change of its
+    room's feed (``member.joined``) and the user gets ``room.joined``, as with
+    :func:`room_member_add`."""
+    with transaction.atomic():
+        for membership in memberships:
+            seq = _next_seq(room_id=membership.room_id)
+            membership.save()
+            _publish_change(
+                RoomChange.objects.create(
+                    room_id=membership.room_id,
+                    seq=seq,
+                    kind=RoomChange.Kind.MEMBER_JOINED,
+                    user_id=membership.user_id,
+                )
+            )
+            _publish_joined(room_id=membership.room_id, user_ids=[membership.user_id])
+            _emit(
+                "member.joined", membership.room_id, _member(membership.room_id, membership.user_id)
+            )
 
 
 def _mentioned(*, room_id: int, author_id: int, body: str) -> list[dict[str, Any]]:

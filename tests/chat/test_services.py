@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 
 from chat import services
 from chat.events import room_group
-from chat.models import Membership, Message, Room
+from chat.models import Membership, Message, Room, RoomChange
 from realtime.groups import user_group
 
 pytestmark = pytest.mark.django_db
@@ -203,9 +203,70 @@ def test_a_socket_send_costs_two_statements(make_room, alice, bob):
     from django.test.utils import CaptureQueriesContext
 
     room = make_room(alice, bob)
+    # The first send of a process may read whether any webhook endpoint exists (cached for
+    # the whole deployment afterwards: notifications.webhooks); measure the steady state.
+    services.room_message_send(room_id=room.pk, author_id=bob.pk, body="warm")
     with CaptureQueriesContext(connection) as queries:
         services.room_message_send(
             room_id=room.pk, author_id=bob.pk, body="fast", author_username="bob"
         )
     statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
     assert statements == ["UPDATE", "INSERT"]
+
+
+def test_admin_edits_are_changes_of_the_feed(
+    client, make_room, make_user, alice, bob, django_capture_on_commit_callbacks
+):
+    """Renaming a room, adding a member and deleting a message in the admin number each change
+    like the API does, so a resuming client learns of them; a deleted message stays a
+    tombstone."""
+    from chat import selectors
+
+    admin = get_user_model().objects.create_superuser("root", password="pw-root-Long-1")
+    client.force_login(admin)
+    carol = make_user(username="carol")
+    room = make_room(alice, bob, name="old")
+    message = services.room_message_send(room_id=room.pk, author_id=bob.pk, body="oops")
+    form = {
+        "name": "new name",
+        "kind": "group",
+        "created_by": "",
+        "memberships-TOTAL_FORMS": "3",
+        "memberships-INITIAL_FORMS": "2",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
+    for i, membership in enumerate(room.memberships.order_by("joined_at", "pk")):
+        form |= {
+            f"memberships-{i}-id": str(membership.pk),
+            f"memberships-{i}-room": str(room.pk),
+            f"memberships-{i}-user": str(membership.user_id),
+            f"memberships-{i}-role": membership.role,
+            f"memberships-{i}-last_read_message": "",
+        }
+    form |= {
+        "memberships-2-room": str(room.pk),
+        "memberships-2-user": str(carol.pk),
+        "memberships-2-role": "member",
+        "memberships-2-last_read_message": "",
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(f"/admin/chat/room/{room.pk}/change/", form)
+    assert answer.status_code == 302, answer.content[:2000]
+    with django_capture_on_commit_callbacks(execute=True):
+        answer = client.post(f"/admin/chat/message/{message.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    feed = selectors.room_changes_since(room_id=room.pk, since=0, limit=100)
+    assert [
+        (seq, "message" if isinstance(change, Message) else change.kind) for seq, change in feed
+    ] == [
+        (1, "message"),
+        (2, RoomChange.Kind.ROOM_RENAMED),
+        (3, RoomChange.Kind.MEMBER_JOINED),
+        (4, RoomChange.Kind.MESSAGE_DELETED),
+    ]
+    tombstone = Message.objects.get(pk=message.pk)
+    assert tombstone.deleted
+    assert tombstone.body == ""
+    assert Room.objects.get(pk=room.pk).name == "new name"
+    assert room.memberships.filter(user=carol).exists()

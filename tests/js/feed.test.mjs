@@ -69,6 +69,27 @@ test("a hole that stays open resubscribes from the highest contiguous seq; the r
   assert.equal(client.subscription(5).since, 15);
 });
 
+test("a change that no longer exists is skipped once a replay past it came without it", async () => {
+  // Seq 12 was a message deleted outright (its author's account was deleted): no replay has it.
+  const { client, Socket, clock, seen } = await following(10);
+  const socket = Socket.last;
+  socket.receive(created(5, 11, 100));
+  socket.receive(created(5, 13, 102));
+  clock.advance(HOLE_GRACE_MS);
+  const resubscribes = socket.frames("subscribe").slice(1);
+  assert.equal(resubscribes.length, 1);
+  socket.ack(resubscribes[0], { room: 5, presence: [1], seq: 13 });
+  await flush();
+  socket.receive(created(5, 13, 102)); // the replay: 13, and no 12
+  assert.deepEqual(seen, [["message", 100]], "still waiting: the replay may be on its way");
+  clock.advance(HOLE_GRACE_MS);
+  assert.equal(socket.frames("subscribe").length, 2, "no third subscribe: 12 is gone");
+  assert.deepEqual(seen, [["message", 100], ["message", 102]]);
+  assert.equal(client.subscription(5).since, 13);
+  socket.receive(created(5, 14, 103)); // live again
+  assert.equal(client.subscription(5).since, 14);
+});
+
 test("frames that crossed in flight are applied in order, without a resubscribe", async () => {
   const { client, Socket, clock, seen } = await following(0);
   const socket = Socket.last;

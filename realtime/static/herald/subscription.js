@@ -54,6 +54,9 @@ export class Subscription extends EventTarget {
     this._ahead = new Map(); // seq → a frame received beyond a hole, until the hole is filled
     this._resyncing = false; // a subscribe to fill a hole is on its way
     this._holeTimer = null; // the grace period of an open hole
+    // The latest subscribe's ack said the room's seq was this; its replay brought every change
+    // up to it that still exists.
+    this._replayedTo = null;
     this._connection = connection;
     this._seen = new BoundedSet(SEEN_LIMIT);
     this._outbox = new Map(); // client_id → {room, body, clientId}, until acknowledged
@@ -120,6 +123,7 @@ export class Subscription extends EventTarget {
       .request(frame)
       .then((ack) => {
         this._resyncing = false;
+        if (Number.isInteger(ack.seq)) this._replayedTo = ack.seq;
         // Without a resume position, the room's latest seq is where this socket starts. A
         // position beyond the room's latest (the server's data was restored from a backup)
         // would drop every coming change as a duplicate: start again from the room's latest.
@@ -199,6 +203,13 @@ export class Subscription extends EventTarget {
   _fillHole() {
     this._holeTimer = null;
     if (this._ahead.size === 0 || !this.active || !this._connection.connected) return;
+    const next = Math.min(...this._ahead.keys());
+    if (this._replayedTo != null && next - 1 <= this._replayedTo) {
+      // A replay that reached past the hole came without it: those changes no longer exist (a
+      // message deleted outright, with its author's account). Asking again would not help.
+      this._skipTo(next - 1);
+      return;
+    }
     this._resyncing = true;
     this._sendSubscribe();
   }
