@@ -58,7 +58,8 @@ def _base_env() -> dict[str, str]:
 def server_env(database_url: str, redis_url: str, metrics_dir: Path) -> dict[str, str]:
     """Production settings on plain HTTP (no redirect, no Secure cookies), a fixed secret key,
     access tokens that outlive the run, a short heartbeat and presence TTL (docs/protocol.md,
-    "Presence"), a small slow-consumer bound so slow readers can reach it."""
+    "Presence"), a small slow-consumer bound so slow readers can reach it, and the socket caps
+    and REST throttles raised out of the way (as ``bench/run.py`` does)."""
     env = _base_env()
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.production",
@@ -77,6 +78,13 @@ def server_env(database_url: str, redis_url: str, metrics_dir: Path) -> dict[str
         HERALD_PRESENCE_WINDOW=str(PRESENCE_WINDOW),
         HERALD_WS_MAX_BACKLOG_BYTES="32768",
         HERALD_WS_SEND_TIMEOUT="3",
+        # The socket caps and REST throttles are not what the run checks: out of the way.
+        HERALD_WS_MAX_PER_USER="10000000",
+        HERALD_WS_MAX_PER_IP="10000000",
+        HERALD_THROTTLE_MESSAGES="10000000/s",
+        HERALD_THROTTLE_NOTIFICATIONS="10000000/s",
+        HERALD_THROTTLE_ROOMS="10000000/s",
+        HERALD_THROTTLE_WS_TICKETS="10000000/s",
         HERALD_LOG_FORMAT="console",
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         DATABASE_URL=database_url,
