@@ -3,18 +3,16 @@
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.support.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     DESKTOP,
     PASSWORD,
     Site,
     Tab,
+    chromium,
     start_site,
     wait_connected,
     watch,
@@ -33,16 +31,8 @@ def site() -> Iterator[Site]:
 @pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     """One headless Chromium for the e2e tests; each user gets their own context (cookies)."""
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing (bash .ci/system-deps installs Debian's chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ a browser here. :func:`screenshot` writes to ``build/screenshots/``, or to the f
 
 import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.rig import (
     ROOT,
@@ -67,6 +69,22 @@ USERS: dict[str, tuple[str, str, bool]] = {
     "ben": ("Ben", "Okafor", False),
     "chen": ("Chen", "Wei", False),
 }
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """One headless Debian chromium driven by Playwright (never a downloaded browser); fails
+    the test when it is missing (``bash .ci/system-deps`` installs it)."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing (bash .ci/system-deps installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
 
 
 @dataclass
