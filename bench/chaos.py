@@ -502,6 +502,8 @@ class Tab:
         self.resyncing: dict[int, bool] = dict.fromkeys(self.rooms, False)
         self.applied: dict[int, list[int]] = {r: [] for r in self.rooms}  # every seq applied
         self.replayed_to: dict[int, int | None] = dict.fromkeys(self.rooms)  # the last ack's seq
+        # The highest seq of the last subscribe's replay received so far (subscription.js).
+        self.replay_seen: dict[int, int] = dict.fromkeys(self.rooms, -1)
         self.skipped: dict[int, list[tuple[int, int]]] = {r: [] for r in self.rooms}  # (seq, to)
         self.once_dropped: dict[int, set[int]] = {r: set() for r in self.rooms}  # DROP_FRAMES
         # the room as the tab shows it: message id → {body, deleted, reactions {emoji: users}}
@@ -700,6 +702,7 @@ class Tab:
         latest = ack.get("seq")
         if isinstance(latest, int):
             self.replayed_to[room] = latest
+            self.replay_seen[room] = -1
         if not isinstance(latest, int) or latest < since:
             self.run.violate("order", f"{self.key}: room {room} subscribe since {since} "
                              f"acknowledged with seq {latest}")  # fmt: skip
@@ -725,10 +728,10 @@ class Tab:
             return
         following = min(self.ahead[room])
         replayed_to = self.replayed_to[room]
-        if replayed_to is not None and following - 1 <= replayed_to:
-            # subscription.js: a replay that reached past the hole did not fill it, so those
-            # changes no longer exist (docs/protocol.md); skip them. Nothing is deleted
-            # outright here: ``complete`` fails on every skipped seq.
+        if self.replay_seen[room] >= following:
+            # subscription.js: the replay (in seq order) went past the hole without filling
+            # it, so those changes no longer exist (docs/protocol.md); skip them. Nothing is
+            # deleted outright here: ``complete`` fails on every skipped seq.
             for seq in range(self.pos[room] + 1, following):
                 self.skipped[room].append((seq, replayed_to))
             self.run.counts["holes skipped"] += 1
@@ -821,6 +824,8 @@ class Tab:
             return
         conn.received[room].append(seq)
         self.run.counts["feed frames"] += 1
+        if replayed_to is not None and seq <= replayed_to:  # after the ack: the replay's
+            self.replay_seen[room] = max(self.replay_seen[room], seq)
         if seq <= self.pos[room]:
             self.dedupes += 1
             return

@@ -90,6 +90,23 @@ test("a change that no longer exists is skipped once a replay past it came witho
   assert.equal(client.subscription(5).since, 14);
 });
 
+test("a hole whose replay is slow to come is asked for again, never skipped", async () => {
+  const { client, Socket, clock, seen } = await following(10);
+  const socket = Socket.last;
+  socket.receive(created(5, 11, 100));
+  socket.receive(created(5, 13, 102));
+  clock.advance(HOLE_GRACE_MS);
+  socket.ack(socket.frames("subscribe")[1], { room: 5, presence: [1], seq: 13 });
+  await flush();
+  clock.advance(HOLE_GRACE_MS); // the replay has not arrived yet
+  assert.equal(socket.frames("subscribe").length, 3, "asked again");
+  assert.equal(client.subscription(5).since, 11, "nothing skipped");
+  socket.receive(created(5, 12, 101)); // the slow replay
+  socket.receive(created(5, 13, 102));
+  assert.deepEqual(seen, [["message", 100], ["message", 101], ["message", 102]]);
+  assert.equal(client.subscription(5).since, 13);
+});
+
 test("frames that crossed in flight are applied in order, without a resubscribe", async () => {
   const { client, Socket, clock, seen } = await following(0);
   const socket = Socket.last;

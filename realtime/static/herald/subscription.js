@@ -54,9 +54,10 @@ export class Subscription extends EventTarget {
     this._ahead = new Map(); // seq → a frame received beyond a hole, until the hole is filled
     this._resyncing = false; // a subscribe to fill a hole is on its way
     this._holeTimer = null; // the grace period of an open hole
-    // The latest subscribe's ack said the room's seq was this; its replay brought every change
-    // up to it that still exists.
+    // The latest subscribe's ack said the room's seq was this; its replay brings every change
+    // up to it that still exists, in seq order. The highest seq of that replay received so far.
     this._replayedTo = null;
+    this._replaySeen = -1;
     this._connection = connection;
     this._seen = new BoundedSet(SEEN_LIMIT);
     this._outbox = new Map(); // client_id → {room, body, clientId}, until acknowledged
@@ -123,7 +124,10 @@ export class Subscription extends EventTarget {
       .request(frame)
       .then((ack) => {
         this._resyncing = false;
-        if (Number.isInteger(ack.seq)) this._replayedTo = ack.seq;
+        if (Number.isInteger(ack.seq)) {
+          this._replayedTo = ack.seq;
+          this._replaySeen = -1;
+        }
         // Without a resume position, the room's latest seq is where this socket starts. A
         // position beyond the room's latest (the server's data was restored from a backup)
         // would drop every coming change as a duplicate: start again from the room's latest.
@@ -173,6 +177,10 @@ export class Subscription extends EventTarget {
       return true;
     }
     if (this.since == null) this.since = seq - 1; // before the ack: the first change seen
+    // After a subscribe's ack, a change up to its seq can only come from the replay.
+    if (this._replayedTo != null && seq <= this._replayedTo) {
+      this._replaySeen = Math.max(this._replaySeen, seq);
+    }
     if (seq <= this.since) return false; // a duplicate
     if (seq > this.since + 1) {
       // A hole: keep the frame; if the hole outlives the grace period, ask for everything
@@ -204,9 +212,10 @@ export class Subscription extends EventTarget {
     this._holeTimer = null;
     if (this._ahead.size === 0 || !this.active || !this._connection.connected) return;
     const next = Math.min(...this._ahead.keys());
-    if (this._replayedTo != null && next - 1 <= this._replayedTo) {
-      // A replay that reached past the hole came without it: those changes no longer exist (a
-      // message deleted outright, with its author's account). Asking again would not help.
+    if (this._replaySeen >= next) {
+      // The replay, in seq order, went past the hole without filling it: those changes no
+      // longer exist (a message deleted outright, with its author's account). Asking again
+      // would not help. (A replay still on its way has not gone past it: ask again.)
       this._skipTo(next - 1);
       return;
     }
