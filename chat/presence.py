@@ -434,8 +434,8 @@ async def aflush(state: _State | None = None) -> int:
         online = await state.backend.present(
             {room_id: sorted(diff.joined | diff.left) for room_id, diff in pending.items()}
         )
-    except _ERRORS:
-        logger.warning("presence read failed: diffs sent as recorded", exc_info=True)
+    except _ERRORS as error:
+        logger.warning("presence read failed: diffs sent as recorded: %r", error)
     else:
         for room_id, diff in pending.items():
             users = diff.joined | diff.left
@@ -467,8 +467,8 @@ async def ajoin(
         state.task = asyncio.ensure_future(_keep_alive(state))
     try:
         new, count, online = await state.backend.join(entry, _ttl(), limit)
-    except _ERRORS:
-        logger.warning("presence join failed: room=%s", room_id, exc_info=True)
+    except _ERRORS as error:
+        logger.warning("presence join failed: room=%s: %r", room_id, error)
         return 1, [user_id]
     if new:
         _record(state, room_id, joined=[user_id])
@@ -486,8 +486,8 @@ async def aleave(*, room_id: int, user_id: int, connection_id: str) -> None:
         state.task = None
     try:
         gone = await state.backend.leave(entry)
-    except _ERRORS:
-        logger.warning("presence leave failed: room=%s", room_id, exc_info=True)
+    except _ERRORS as error:
+        logger.warning("presence leave failed: room=%s: %r", room_id, error)
         return
     if gone:
         _record(state, room_id, left=[user_id])
@@ -497,8 +497,8 @@ async def aonline(*, room_id: int) -> list[int]:
     """The room's online user ids, ascending (empty when the backend is unreachable)."""
     try:
         return list(await _state().backend.online(room_id))
-    except _ERRORS:
-        logger.warning("presence read failed: room=%s", room_id, exc_info=True)
+    except _ERRORS as error:
+        logger.warning("presence read failed: room=%s: %r", room_id, error)
         return []
 
 
@@ -529,8 +529,8 @@ async def _keep_alive(state: _State) -> None:
         await asyncio.sleep(interval)
         try:
             await arefresh()
-        except _ERRORS:
-            logger.warning("presence refresh failed", exc_info=True)
+        except _ERRORS as error:
+            logger.warning("presence refresh failed: %r", error)
         except Exception:
             logger.exception("presence refresh failed")
 

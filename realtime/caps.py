@@ -294,9 +294,9 @@ async def _heartbeat(state: _State) -> None:
         resync, state.dirty = sorted(state.dirty), set()
         try:
             await asyncio.wait_for(state.backend.beat(state.local, resync), LAYER_TIMEOUT)
-        except _ERRORS:
+        except _ERRORS as error:  # Redis down or slow: expected, retried at the next beat
             state.dirty.update(resync)
-            logger.warning("socket caps: heartbeat failed", exc_info=True)
+            logger.warning("socket caps: heartbeat failed: %s: %s", type(error).__name__, error)
         except asyncio.CancelledError:
             raise
         except Exception:  # never let the heartbeat die

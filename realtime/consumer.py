@@ -20,6 +20,7 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar
 
+from autobahn.exception import Disconnected
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -174,16 +175,26 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
                     await self.dispatch(message)
 
         tasks = [asyncio.ensure_future(pump(receive)) for receive in receivers]
+        retrieved: set[asyncio.Future[None]] = set()
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
+                retrieved.add(task)
                 task.result()
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
+                if task in retrieved:
+                    continue
+                try:
                     await task
+                except (asyncio.CancelledError, StopConsumer):
+                    pass
+                except Exception as error:  # noqa: BLE001 - the first outcome stands
+                    # Another source failed as the socket closed (a frame sent to a peer that
+                    # daphne's shutdown had already disconnected): expected, not an error.
+                    logger.warning("while the socket closed: %s: %s", type(error).__name__, error)
 
     async def _new_channel(self, groups: list[str]) -> str:
         in_groups = getattr(self.channel_layer, "new_channel_in_groups", None)
@@ -363,7 +374,13 @@ class Socket(InstrumentedConsumer, AsyncWebsocketConsumer):
         """
         if getattr(self, "closing", False):
             return  # closed by us: daphne refuses sends on a closed protocol (a traceback)
-        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except Disconnected:
+            # The peer is already gone (a drop, daphne's shutdown) and its disconnect is on the
+            # way: nothing more can reach it.
+            self.closing = True
+            return
         if close or self.closing:
             return
         limit = settings.HERALD["WS_MAX_BACKLOG_BYTES"]
